@@ -1,0 +1,116 @@
+"""The sample registry: which file each sample name stands for, and its checksum.
+
+It lives in the store (`<store>/_samples/<name>.json`) so that the sample's data and its provenance
+sit together; the Dagster layer mirrors each name as a dynamic partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from filelock import FileLock
+
+from virnucpro_assets.errors import ConfigurationError, InputFormatError
+from virnucpro_assets.sequences.reads import sniff_format
+from virnucpro_assets.storage.store import atomic_path, check_name
+
+_READS_SUFFIXES = re.compile(r"(\.(fastq|fq|fasta|fa|fna|fas|ffn|seq|txt))?(\.gz)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    path: str
+    sha256: str
+    size: int
+    format: str
+    registered_at: str
+
+
+def sample_name_from_path(path: Path) -> str:
+    """`reads/Lib 7.fastq.gz` -> `Lib_7`: the file name without reads suffixes, other characters as '_'."""
+    stem = _READS_SUFFIXES.sub("", path.name) or path.name
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip(".")[:128]
+    return name or "sample"
+
+
+def file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class SampleRegistry:
+    def __init__(self, store_root: Path):
+        self.directory = Path(store_root) / "_samples"
+
+    def register(self, path: Path, name: str | None = None) -> tuple[Sample, bool]:
+        """Register `path` under `name` (derived from the file name if None).
+
+        Returns (sample, created). The same content registered again, under any name or path,
+        returns the existing sample; a different file under an existing name is refused.
+        """
+        path = Path(path).expanduser().absolute()
+        reads_format, _ = sniff_format(path)
+        name = check_name("sample", name if name is not None else sample_name_from_path(path))
+        checksum = file_checksum(path)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.directory / ".lock"):
+            current = self.find(name)
+            if current is not None and current.sha256 != checksum:
+                raise ConfigurationError(
+                    f"sample {name!r} is already registered for {current.path} (sha256 {current.sha256[:12]}…), "
+                    f"which differs from {path} (sha256 {checksum[:12]}…); choose another name with --name"
+                )
+            same_content = current or next((s for s in self.all() if s.sha256 == checksum), None)
+            if same_content is not None:
+                return same_content, False
+            sample = Sample(
+                name=name,
+                path=str(path),
+                sha256=checksum,
+                size=path.stat().st_size,
+                format=reads_format,
+                registered_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            with atomic_path(self._file(name)) as temporary:
+                temporary.write_text(json.dumps(asdict(sample), indent=2))
+            return sample, True
+
+    def find(self, name: str) -> Sample | None:
+        file = self._file(name)
+        return Sample(**json.loads(file.read_text())) if file.exists() else None
+
+    def get(self, name: str) -> Sample:
+        sample = self.find(name)
+        if sample is None:
+            raise ConfigurationError(
+                f"sample {name!r} is not registered in {self.directory}; register it with "
+                "`virnucpro-assets add-sample PATH`"
+            )
+        return sample
+
+    def all(self) -> list[Sample]:
+        return [Sample(**json.loads(f.read_text())) for f in sorted(self.directory.glob("*.json"))]
+
+    def verify_unchanged(self, sample: Sample) -> Path:
+        """The sample's file, after checking it still has the content it was registered with."""
+        path = Path(sample.path)
+        if not path.is_file():
+            raise InputFormatError(f"{path}: the file of sample {sample.name!r} is gone (registered {sample.registered_at})")
+        if file_checksum(path) != sample.sha256:
+            raise InputFormatError(
+                f"{path}: the file changed since sample {sample.name!r} was registered; register the new "
+                "content under a new name"
+            )
+        return path
+
+    def _file(self, name: str) -> Path:
+        return self.directory / f"{check_name('sample', name)}.json"

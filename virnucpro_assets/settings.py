@@ -1,0 +1,56 @@
+"""Deployment settings read from the environment, each checked with a clear message.
+
+| variable | default | meaning |
+|---|---|---|
+| VIRNUCPRO_STORE | $DAGSTER_HOME/store, else ~/.virnucpro/store | root of all outputs |
+| VIRNUCPRO_SHARDS | 8 | shards per sample (see README: "Shards") |
+| VIRNUCPRO_CHUNK_LENGTH | 500 | chunk length, 300 or 500; must match the classifier |
+| VIRNUCPRO_DNABERT_MODEL | zhihan1996/DNABERT-S | Hugging Face repo id or local directory |
+| VIRNUCPRO_ESM2_MODEL | esm2_t36_3B_UR50D | fair-esm model name or checkpoint file |
+| VIRNUCPRO_CLASSIFIER | (none) | classifier file: 300_model.pth / 500_model.pth or native .safetensors |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from virnucpro_assets.errors import ConfigurationError
+from virnucpro_assets.sequences.chunking import SUPPORTED_CHUNK_LENGTHS
+
+DEFAULT_SHARDS = 8
+DEFAULT_CHUNK_LENGTH = 500
+DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
+DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
+
+
+def store_root() -> Path:
+    if os.environ.get("VIRNUCPRO_STORE"):
+        return Path(os.environ["VIRNUCPRO_STORE"]).expanduser()
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"]).expanduser() / "store"
+    return Path.home() / ".virnucpro" / "store"
+
+
+def shard_count() -> int:
+    value = os.environ.get("VIRNUCPRO_SHARDS", str(DEFAULT_SHARDS))
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise ConfigurationError(f"VIRNUCPRO_SHARDS={value!r}: give a whole number of shards from 1 to 1000")
+    return int(value)
+
+
+def chunk_length() -> int:
+    value = os.environ.get("VIRNUCPRO_CHUNK_LENGTH", str(DEFAULT_CHUNK_LENGTH))
+    return check_chunk_length(value, "VIRNUCPRO_CHUNK_LENGTH")
+
+
+def check_chunk_length(value: int | str, source: str) -> int:
+    if str(value) not in {str(c) for c in SUPPORTED_CHUNK_LENGTHS}:
+        raise ConfigurationError(
+            f"{source}={value!r}: VirNucPro's classifiers exist for chunk lengths 300 and 500 only"
+        )
+    return int(value)
+
+
+def model_source(variable: str, default: str) -> str:
+    return os.environ.get(variable) or default

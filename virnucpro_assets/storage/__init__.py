@@ -1,0 +1,6 @@
+"""The store's layout and file formats."""
+
+from virnucpro_assets.storage.store import Store, atomic_path, check_name
+from virnucpro_assets.storage.tables import load_embeddings, read_table, write_embeddings, write_table
+
+__all__ = ["Store", "atomic_path", "check_name", "load_embeddings", "read_table", "write_embeddings", "write_table"]
