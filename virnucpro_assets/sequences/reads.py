@@ -82,6 +82,7 @@ def read_batches(path: Path, stats: ReadStats, batch_size: int = 100_000) -> Ite
     parser = SimpleFastaParser if stats.format == "fasta" else FastqGeneralIterator
     batch = ReadBatch([], [])
     record_number = 0
+    last_id = ""
     with _open_text(path, stats.compressed) as handle:
         records = parser(_GuardedText(path, handle))
         while True:
@@ -90,13 +91,11 @@ def read_batches(path: Path, stats: ReadStats, batch_size: int = 100_000) -> Ite
             except StopIteration:
                 break
             except ValueError as error:
-                raise InputFormatError(
-                    f"{path}: {stats.format.upper()} record {record_number + 1} "
-                    f"(after {_record_label(batch, record_number)}): {error}"
-                ) from None
+                after = f" (the one after read {last_id!r})" if last_id else ""
+                raise InputFormatError(f"{path}: {stats.format.upper()} record {record_number + 1}{after}: {error}") from None
             record_number += 1
             title, sequence = record[0], record[1]
-            read_id = title.split(None, 1)[0] if title.strip() else ""
+            read_id = last_id = title.split(None, 1)[0] if title.strip() else ""
             if not read_id:
                 raise InputFormatError(f"{path}: record {record_number} has a header with no read id")
             if not sequence:
@@ -149,12 +148,6 @@ def _check_letters(path: Path, batch: ReadBatch, last_record_number: int) -> Non
             f"{path}: {where} contains {bad.group()!r} at position {bad.start() + 1}, "
             "which is not a nucleotide letter (allowed: ACGT, U, N and IUPAC ambiguity codes)"
         )
-
-
-def _record_label(batch: ReadBatch, record_number: int) -> str:
-    if batch.ids:
-        return f"read {batch.ids[-1]!r}"
-    return "the start of the file" if record_number == 0 else f"record {record_number}"
 
 
 def _open_text(path: Path, compressed: bool) -> io.TextIOBase:

@@ -1,8 +1,8 @@
 """Chunking plus six-frame translation and frame selection, byte-identical to the original.
 
-Everything is vectorized over a whole shard: reads are concatenated into one byte buffer, chunks are
-(offset, length) windows into it (overlapping windows share bytes), and every frame of every chunk
-is translated with a handful of numpy operations. Strings are assembled straight from offsets into
+Everything is vectorized over a whole shard: reads are concatenated into one byte buffer, chunks
+are (offset, length) windows into it, laid out as rows of a byte matrix per strand, and every frame
+of every chunk is translated with a handful of numpy operations on that matrix. Strings are assembled straight from offsets into
 Arrow string arrays, so no per-codon and almost no per-read Python runs.
 """
 
@@ -25,12 +25,14 @@ for _code, _letter in enumerate(b"ACGT"):
 
 
 def _codon_table() -> np.ndarray:
-    """Amino-acid byte for codon index 16*b0 + 4*b1 + b2 (A=0, C=1, G=2, T=3); stops are '*'."""
+    """Amino-acid byte for every triplet of base codes, indexed 25*c0 + 5*c1 + c2 with A=0, C=1,
+    G=2, T=3 and 4 for any other letter; 0 where a triplet holds such a letter, '*' for stops."""
     standard = unambiguous_dna_by_id[1]
-    table = np.zeros(64, dtype=np.uint8)
-    for index in range(64):
-        codon = "".join("ACGT"[(index >> shift) & 3] for shift in (4, 2, 0))
-        table[index] = ord("*") if codon in standard.stop_codons else ord(standard.forward_table[codon])
+    table = np.zeros(125, dtype=np.uint8)
+    for c0, c1, c2 in np.ndindex(4, 4, 4):
+        codon = "ACGT"[c0] + "ACGT"[c1] + "ACGT"[c2]
+        amino = "*" if codon in standard.stop_codons else standard.forward_table[codon]
+        table[25 * c0 + 5 * c1 + c2] = ord(amino)
     return table
 
 
@@ -63,20 +65,24 @@ def translate_reads(read_ids: list[str] | pa.Array, sequences: list[str] | pa.Ar
     reverse_starts = forward.size - (forward_starts + chunk_lengths)
 
     pieces = []
-    for frame in range(6):
-        strand, strand_starts = (forward, forward_starts) if frame < 3 else (reverse, reverse_starts)
-        pieces.append(_translate_frame(strand, strand_starts, chunk_lengths, frame % 3) + (frame,))
+    for strand, strand_starts, first_frame in ((forward, forward_starts, 0), (reverse, reverse_starts, 3)):
+        letters = _chunk_matrix(strand, strand_starts, chunk_lengths)
+        codes = _BASE_CODE[letters]
+        # The amino acid of the triplet starting at every position; each frame takes every third.
+        amino = _AMINO_ACID[codes[:, :-2] * 25 + codes[:, 1:-1] * 5 + codes[:, 2:]]
+        for offset in range(3):
+            pieces.append(_translate_frame(letters, amino[:, offset::3], chunk_lengths, offset) + (first_frame + offset,))
 
     chunk_of_row = np.concatenate([p[0] for p in pieces])
     frame_of_row = np.concatenate([np.full(p[0].size, p[-1], dtype=np.int8) for p in pieces])
-    order = np.lexsort((frame_of_row, chunk_of_row))
-    proteins = pa.concat_arrays([p[1] for p in pieces]).take(pa.array(order))
-    nucleotides = pa.concat_arrays([p[2] for p in pieces]).take(pa.array(order))
-    chunk_of_row = chunk_of_row[order]
-    frame_labels = pa.array(np.asarray(FRAME_LABELS)[frame_of_row[order]], type=pa.large_string())
+    order = pa.array(np.lexsort((frame_of_row, chunk_of_row)))
+    proteins = pa.concat_arrays([p[1] for p in pieces]).take(order)
+    nucleotides = pa.concat_arrays([p[2] for p in pieces]).take(order)
+    chunk_of_row = chunk_of_row[order.to_numpy()]
+    frame_labels = pa.array(np.asarray(FRAME_LABELS)[frame_of_row[order.to_numpy()]], type=pa.large_string())
 
     read_id = read_ids.take(pa.array(read_index[chunk_of_row]))
-    chunk_id = _concat(read_id, "_chunk_", pa.array((chunk_number[chunk_of_row] + 1).astype(str), type=pa.large_string()))
+    chunk_id = _concat(read_id, "_chunk_", pc.cast(pa.array(chunk_number[chunk_of_row] + 1), pa.large_string()))
     pair_id = _concat(chunk_id, "", frame_labels)
     return pa.table(
         [pair_id, read_id, chunk_id, frame_labels, nucleotides, proteins],
@@ -84,29 +90,37 @@ def translate_reads(read_ids: list[str] | pa.Array, sequences: list[str] | pa.Ar
     )
 
 
-def _translate_frame(
-    strand: np.ndarray, chunk_starts: np.ndarray, chunk_lengths: np.ndarray, offset: int
-) -> tuple[np.ndarray, pa.Array, pa.Array]:
-    """Translate one frame of every chunk; return (kept chunk indices, proteins, nucleotides)."""
-    codons_per_chunk = np.maximum(chunk_lengths - offset, 0) // 3
-    codon_chunk = np.repeat(np.arange(chunk_starts.size), codons_per_chunk)
-    codon_pos = _ranges(chunk_starts + offset, codons_per_chunk, step=3)
-    b0, b1, b2 = (_BASE_CODE[strand[codon_pos + i]] for i in range(3))
-    valid = np.maximum(np.maximum(b0, b1), b2) < _INVALID
-    amino = _AMINO_ACID[(b0.astype(np.int16) * 16 + b1 * 4 + b2)[valid]]
-    valid_chunk = codon_chunk[valid]
+def _chunk_matrix(strand: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Chunks as rows of a [chunks, longest + 2] byte matrix, padded with a byte that is no base
+    (the two extra columns let every position start a triplet)."""
+    width = int(lengths.max()) + 2 if lengths.size else 2
+    padded = np.concatenate([strand, np.zeros(width, dtype=np.uint8)])
+    letters = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
+    letters[:, -2:] = 0
+    short = np.flatnonzero(lengths < width - 2)
+    letters[short] *= np.arange(width)[None, :] < lengths[short, None]
+    return letters
 
-    protein_length = np.bincount(valid_chunk, minlength=chunk_starts.size)
-    stops = np.bincount(valid_chunk[amino == _STOP], minlength=chunk_starts.size)
-    kept = (protein_length > 0) & (stops == 0)
-    kept_chunks = np.flatnonzero(kept)
+
+def _translate_frame(
+    letters: np.ndarray, amino: np.ndarray, chunk_lengths: np.ndarray, offset: int
+) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """Select and assemble one frame of every chunk from its codons' amino acids (0 = a codon with
+    a letter other than A/C/G/T, including the padding past a chunk's end: the original drops those
+    and reads only full triplets). Returns (kept chunk indices, proteins, nucleotides)."""
+    valid = amino != 0
+    protein_length = valid.sum(axis=1)
+    has_stop = (amino == _STOP).any(axis=1)
+    kept_chunks = np.flatnonzero((protein_length > 0) & ~has_stop)
 
     kept_lengths = protein_length[kept_chunks]
-    proteins = _strings(amino[kept[valid_chunk]], kept_lengths)
+    kept_amino = amino[kept_chunks]
+    proteins = _strings(kept_amino[kept_amino != 0], kept_lengths)
     # The original pairs protein p with strand[offset : offset + 1 + 3*len(p)], clipped to the chunk.
     nucleotide_lengths = np.minimum(3 * kept_lengths + 1, chunk_lengths[kept_chunks] - offset)
-    nucleotide_bytes = strand[_ranges(chunk_starts[kept_chunks] + offset, nucleotide_lengths, step=1)]
-    nucleotides = _strings(nucleotide_bytes, nucleotide_lengths)
+    window = letters[kept_chunks, offset:]
+    in_window = np.arange(window.shape[1])[None, :] < nucleotide_lengths[:, None]
+    nucleotides = _strings(window[in_window], nucleotide_lengths)
     return kept_chunks, proteins, nucleotides
 
 
@@ -116,14 +130,6 @@ def _large_strings(values: list[str] | pa.Array) -> pa.Array:
     if isinstance(values, pa.Array):
         return values.cast(pa.large_string())
     return pa.array(values, type=pa.large_string())
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray, step: int) -> np.ndarray:
-    """Concatenation of starts[i] + step * arange(counts[i]) over i."""
-    total = int(counts.sum())
-    first = np.cumsum(counts) - counts
-    within = np.arange(total, dtype=np.int64) - np.repeat(first, counts)
-    return np.repeat(starts, counts) + step * within
 
 
 def _strings(data: np.ndarray, lengths: np.ndarray) -> pa.Array:

@@ -1,0 +1,46 @@
+import dagster as dg
+import pytest
+
+from virnucpro_assets.definitions import defs
+from virnucpro_assets.demo.reads import write_fasta
+from virnucpro_assets.pipeline.partitions import SAMPLES, shard_keys
+from virnucpro_assets.pipeline.resources import StoreResource
+from virnucpro_assets.samples import SampleRegistry
+
+
+class Pipeline:
+    """An ephemeral instance and a temporary store with this project's assets."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.store_root = tmp_path / "store"
+        self.resources = {**defs.resources, "store": StoreResource(root=str(self.store_root))}
+
+    def register(self, reads, name):
+        path = self.tmp_path / f"{name}.fasta"
+        if isinstance(reads, bytes):
+            path.write_bytes(reads)
+        else:
+            write_fasta(reads, path)
+        sample, _ = SampleRegistry(self.store_root).register(path, name)
+        self.instance.add_dynamic_partitions(SAMPLES, [sample.name])
+        return sample.name
+
+    def materialize(self, selection, partition, raise_on_error=True):
+        return dg.materialize(
+            list(defs.assets),
+            instance=self.instance,
+            resources=self.resources,
+            selection=selection,
+            partition_key=str(partition),
+            raise_on_error=raise_on_error,
+        )
+
+    def shard_partitions(self, sample):
+        return [dg.MultiPartitionKey({"sample": sample, "shard": s}) for s in shard_keys]
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    return Pipeline(tmp_path)

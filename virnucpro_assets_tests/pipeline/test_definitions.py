@@ -1,0 +1,19 @@
+import dagster as dg
+
+from virnucpro_assets import defs
+
+CONTRACT_ASSETS = {"sample_reads", "translated_proteins"}
+
+
+def test_every_definition_loads():
+    dg.Definitions.validate_loadable(defs)
+    repository = defs.get_repository_def()
+    keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert CONTRACT_ASSETS <= keys
+
+
+def test_shard_assets_are_sample_by_shard():
+    graph = defs.get_repository_def().asset_graph
+    partitions = graph.get(dg.AssetKey("translated_proteins")).partitions_def
+    assert isinstance(partitions, dg.MultiPartitionsDefinition)
+    assert [d.name for d in partitions.partitions_defs] == ["sample", "shard"]
