@@ -1,0 +1,438 @@
+"""DNABERT-2 / DNABERT-S encoder in plain PyTorch, plus the embedder VirNucPro uses.
+
+The architecture is MosaicBERT as released with DNABERT-2 (bert_layers.py of MAGICS-LAB/DNABERT_S):
+BERT embeddings without position embeddings, post-LayerNorm encoder layers whose attention carries
+an ALiBi bias, and a gated-GELU MLP. It is rewritten here so that no downloaded code is ever run.
+Only inference is supported, so dropout is left out.
+
+Module and attribute names mirror the reference checkpoint (`encoder.layer.N.attention.self.Wqkv`,
+`mlp.layernorm`, ...) so that its state dict loads without renaming.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import tokenizers
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from torch import nn
+
+from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
+from virnucpro_assets.models.batching import token_budget_batches
+from virnucpro_assets.models.embeddings import Embeddings
+from virnucpro_assets.models.identity import ModelIdentity, hash_files
+
+DEFAULT_DNABERT_SOURCE = "zhihan1996/DNABERT-S"
+DEFAULT_TOKEN_BUDGET = 8192
+
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
+HUB_ALLOW_PATTERNS = [
+    CONFIG_FILE,
+    "*.safetensors",
+    "pytorch_model.bin",
+    TOKENIZER_FILE,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+
+# Checkpoints saved from BertForMaskedLM hold the encoder under `bert.` and the MLM head under `cls.`.
+ENCODER_PREFIX = "bert."
+IGNORED_PREFIXES = ("cls.",)
+
+
+@dataclass(frozen=True)
+class DnabertConfig:
+    """The fields of a Hugging Face DNABERT-2 config.json that the model uses.
+    Defaults are those of the reference BertConfig, for keys a config.json may leave out."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    vocab_size: int
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    # Not used for padding: the real DNABERT-S config says 0, which is [UNK]; batches are padded with
+    # the tokenizer's [PAD] id, and padded keys are masked anyway.
+    pad_token_id: int = 0
+    # The reference precomputes ALiBi for this many positions and extends it for longer inputs;
+    # here the bias is built for each input's length, so any length works.
+    alibi_starting_size: int = 512
+
+    @classmethod
+    def from_json(cls, path: Path) -> DnabertConfig:
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ModelFormatError(f"{path}: cannot read the model config: {error}") from error
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        missing = [name for name in required if name not in values]
+        if missing:
+            raise ModelFormatError(f"{path}: model config lacks {', '.join(missing)}")
+        config = cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+        if config.hidden_size % config.num_attention_heads:
+            raise ModelFormatError(
+                f"{path}: hidden_size {config.hidden_size} is not a multiple of "
+                f"num_attention_heads {config.num_attention_heads}"
+            )
+        return config
+
+
+def alibi_slopes(num_heads: int) -> list[float]:
+    """Per-head ALiBi slopes in head order, with the reference's rule for head counts that are not
+    a power of two: the slopes for the largest power of two p below, then every other slope of the
+    2p sequence (the ones not used yet), unsorted."""
+
+    def power_of_two_slopes(n: int) -> list[float]:
+        start = 2 ** (-8 / n)
+        return [start * start**i for i in range(n)]
+
+    if math.log2(num_heads).is_integer():
+        return power_of_two_slopes(num_heads)
+    below = 2 ** math.floor(math.log2(num_heads))
+    return power_of_two_slopes(below) + alibi_slopes(2 * below)[0::2][: num_heads - below]
+
+
+def attention_bias(attention_mask: torch.Tensor, num_heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention mask [B, heads, T, T]: the ALiBi bias -slope * |i - j| (float32, like the
+    reference), and -inf for padded keys. Every query keeps its unpadded keys, so no row is all -inf."""
+    length = attention_mask.shape[1]
+    positions = torch.arange(length, device=attention_mask.device)
+    distance = (positions[None, :] - positions[:, None]).abs()
+    slopes = torch.tensor(alibi_slopes(num_heads), dtype=torch.float32, device=attention_mask.device)
+    alibi = (slopes[:, None, None] * -distance).to(dtype)
+    padded_keys = ~attention_mask.bool()[:, None, None, :]
+    return alibi[None].masked_fill(padded_keys, float("-inf"))
+
+
+class TokenEmbeddings(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        # Every token has token type 0; position enters only through the ALiBi bias.
+        summed = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
+        return self.LayerNorm(summed)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.Wqkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        # Feature layout of the fused projection: (q/k/v, head, head dim).
+        qkv = self.Wqkv(hidden).view(batch, length, 3, self.num_heads, width // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, T, head dim]
+        context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
+        return context.transpose(1, 2).reshape(batch, length, width)
+
+
+class AttentionOutput(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(context) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.self = SelfAttention(config)
+        self.output = AttentionOutput(config)
+
+    def forward(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(hidden, bias), hidden)
+
+
+class GatedMlp(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.intermediate_size = config.intermediate_size
+        self.gated_layers = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
+        self.wo = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        gate, value = self.gated_layers(hidden).split(self.intermediate_size, dim=-1)
+        return self.layernorm(self.wo(F.gelu(gate, approximate="none") * value) + hidden)
+
+
+class Layer(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.attention = Attention(config)
+        self.mlp = GatedMlp(config)
+
+    def forward(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.attention(hidden, bias))
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+
+
+class Pooler(nn.Module):
+    def __init__(self, config: DnabertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class DnabertModel(nn.Module):
+    """The DNABERT-2 encoder (the reference's `BertModel`). The pooler exists only when
+    `with_pooler` is set: checkpoints saved from the MLM model have none."""
+
+    def __init__(self, config: DnabertConfig, with_pooler: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = TokenEmbeddings(config)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config) if with_pooler else None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Last hidden states [B, T, hidden] for input_ids [B, T]. attention_mask [B, T] is nonzero
+        for real tokens; padded keys are masked out, and what comes out at padded positions is
+        meaningless. Without a mask every token is real."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        hidden = self.embeddings(input_ids)
+        bias = attention_bias(attention_mask, self.config.num_attention_heads, hidden.dtype)
+        for layer in self.encoder.layer:
+            hidden = layer(hidden, bias)
+        return hidden
+
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The reference's second output: tanh(dense(hidden at [CLS])), [B, hidden]."""
+        if self.pooler is None:
+            raise ValueError("this checkpoint has no pooler weights")
+        return self.pooler(hidden)
+
+
+def resolve_dnabert_source(source: str = DEFAULT_DNABERT_SOURCE) -> Path:
+    """A local model directory as-is; anything else is taken as a Hugging Face repo id, downloaded
+    (weights, config and tokenizer files only, never code) or found in the Hugging Face cache."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return local
+    import huggingface_hub  # slow to import; only needed here
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    try:
+        return Path(huggingface_hub.snapshot_download(source, allow_patterns=HUB_ALLOW_PATTERNS))
+    except Exception as error:  # offline, unknown repo, invalid id, ...: all mean "not available"
+        raise ModelNotFoundError(
+            f"DNABERT model {source!r} not found: {local} is not a local directory, and it could not be "
+            f"fetched as a Hugging Face repo id nor found in the Hugging Face cache ({HF_HUB_CACHE}): "
+            f"{type(error).__name__}: {error}. Pass a local directory holding {CONFIG_FILE}, "
+            f"{' or '.join(WEIGHT_FILES)} and {TOKENIZER_FILE}, or run once with network access "
+            f"so the Hugging Face repo is cached."
+        ) from error
+
+
+def find_weights_file(directory: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (directory / name).is_file():
+            return directory / name
+    raise ModelNotFoundError(f"{directory}: no weight file, expected {' or '.join(WEIGHT_FILES)}")
+
+
+def required_file(directory: Path, name: str) -> Path:
+    if not directory.is_dir():
+        raise ModelNotFoundError(f"DNABERT model directory {directory} does not exist")
+    if not (directory / name).is_file():
+        raise ModelNotFoundError(f"{directory}: missing {name}")
+    return directory / name
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors or PyTorch weight file, with any `bert.` prefix removed and any
+    MLM head dropped. A .bin is unpickled with weights_only=True, which refuses arbitrary objects."""
+    try:
+        if path.suffix == ".safetensors":
+            tensors = safetensors.torch.load_file(path)
+        else:
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError) as error:
+        raise ModelFormatError(f"{path}: cannot read weights: {error}") from error
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise ModelFormatError(f"{path}: not a state dict of tensors")
+
+    state = {}
+    for name, tensor in tensors.items():
+        if name.startswith(IGNORED_PREFIXES):
+            continue
+        key = name.removeprefix(ENCODER_PREFIX)
+        if key in state:
+            raise ModelFormatError(f"{path}: holds {key!r} both with and without the {ENCODER_PREFIX!r} prefix")
+        state[key] = tensor
+    return state
+
+
+def _name_list(names: list[str], shown: int = 10) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def load_dnabert_model(
+    directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> DnabertModel:
+    """DnabertModel from config.json and the weight file of `directory`, in eval mode on `device`."""
+    config = DnabertConfig.from_json(required_file(directory, CONFIG_FILE))
+    weights_path = find_weights_file(directory)
+    state = read_checkpoint(weights_path)
+    model = DnabertModel(config, with_pooler=any(key.startswith("pooler.") for key in state))
+
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    misshapen = sorted(
+        f"{key} {list(state[key].shape)} (config says {list(expected[key].shape)})"
+        for key in expected.keys() & state.keys()
+        if state[key].shape != expected[key].shape
+    )
+    problems = [
+        f"{label}: {_name_list(names)}"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
+        if names
+    ]
+    if problems:
+        raise ModelFormatError(
+            f"{weights_path}: weights do not fit the DNABERT-2 model of {CONFIG_FILE}; " + "; ".join(problems)
+        )
+
+    model.load_state_dict(state)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_dnabert_tokenizer(directory: Path) -> tokenizers.Tokenizer:
+    """The tokenizer.json tokenizer, set up to give the ids `AutoTokenizer(...)(seq)` gives:
+    [CLS] ... [SEP] from its post-processor, no truncation (reads over 512 tokens stay whole) and
+    no padding (tokenizer.json may ask for it; the embedder pads batches itself)."""
+    path = required_file(directory, TOKENIZER_FILE)
+    try:
+        tokenizer = tokenizers.Tokenizer.from_file(str(path))
+    except Exception as error:  # the Rust side raises plain Exception on malformed JSON
+        raise ModelFormatError(f"{path}: cannot load tokenizer: {error}") from error
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+
+    special = {token: tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]")}
+    absent = [token for token, token_id in special.items() if token_id is None]
+    if absent:
+        raise ModelFormatError(f"{path}: tokenizer has no {', '.join(absent)} token")
+    if tokenizer.post_processor is None:
+        raise ModelFormatError(f"{path}: tokenizer has no post_processor, so it would not add [CLS] and [SEP]")
+    probe = tokenizer.encode("A").ids
+    if probe[0] != special["[CLS]"] or probe[-1] != special["[SEP]"]:
+        raise ModelFormatError(f"{path}: tokenizer's post_processor does not produce [CLS] ... [SEP]")
+    return tokenizer
+
+
+class DnabertEmbedder:
+    """Mean-pooled DNABERT-S embeddings of nucleotide sequences, batched, equal to the original's
+    one-sequence-at-a-time vectors: the mean of the last hidden state over every token, [CLS] and
+    [SEP] included.
+
+    Precision: float32 on CPU. On CUDA the default is float16 (pass dtype=torch.float32 for the
+    original's precision); a sequence whose float16 vector is not finite is embedded again with a
+    float32 copy of the model, loaded from the weight file the first time it is needed."""
+
+    def __init__(
+        self, directory: Path, name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ):
+        self.directory = directory
+        self.device = torch.device(device)
+        if dtype is None:
+            dtype = torch.float32 if self.device.type == "cpu" else torch.float16
+        self.dtype = dtype
+        self.tokenizer = load_dnabert_tokenizer(directory)
+        self.pad_id = self.tokenizer.token_to_id("[PAD]")
+        self.model = load_dnabert_model(directory, self.device, self.dtype)
+        self.dim = self.model.config.hidden_size
+        if self.tokenizer.get_vocab_size() > self.model.config.vocab_size:
+            raise ModelFormatError(
+                f"{directory}: {TOKENIZER_FILE} has {self.tokenizer.get_vocab_size()} tokens, more than the "
+                f"model's vocab_size {self.model.config.vocab_size}: tokenizer and weights do not belong together"
+            )
+        self.identity = ModelIdentity(name=name, content_hash=hash_files([find_weights_file(directory)]))
+        self._float32_model: DnabertModel | None = None  # loaded when a half-precision vector is not finite
+
+    @classmethod
+    def from_source(
+        cls, source: str = DEFAULT_DNABERT_SOURCE, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> DnabertEmbedder:
+        """`source` is a local directory (named after its last component) or a Hugging Face repo id
+        (named after the id); see `resolve_dnabert_source`."""
+        directory = resolve_dnabert_source(source)
+        name = directory.resolve().name if Path(source).expanduser().is_dir() else source
+        return cls(directory, name, device, dtype)
+
+    def tokenize(self, sequences: Sequence[str]) -> list[list[int]]:
+        """Token ids per sequence, [CLS] ... [SEP], unpadded and untruncated."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(sequences))]
+
+    def embed(self, sequences: Sequence[str], token_budget: int = DEFAULT_TOKEN_BUDGET) -> Embeddings:
+        """Embed `sequences` in length-sorted batches of at most `token_budget` tokens, padding included."""
+        token_ids = self.tokenize(sequences)
+        vectors = np.zeros((len(token_ids), self.dim), dtype=np.float32)
+        for batch in token_budget_batches([len(ids) for ids in token_ids], token_budget):
+            vectors[batch] = self._embed_batch([token_ids[i] for i in batch])
+        return Embeddings(vectors=vectors, tokens=sum(len(ids) for ids in token_ids))
+
+    def _embed_batch(self, batch_ids: list[list[int]]) -> np.ndarray:
+        """Mean vectors of one batch; halves the batch on CUDA out-of-memory."""
+        try:
+            vectors = self._mean_hidden(self.model, batch_ids)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch_ids) == 1:
+                raise
+            vectors = None
+        if vectors is None:  # outside the except block, so the failed attempt's tensors are freed
+            torch.cuda.empty_cache()
+            half = len(batch_ids) // 2
+            return np.concatenate([self._embed_batch(batch_ids[:half]), self._embed_batch(batch_ids[half:])])
+
+        non_finite = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if non_finite.size and self.dtype != torch.float32:
+            if self._float32_model is None:
+                self._float32_model = load_dnabert_model(self.directory, self.device, torch.float32)
+            vectors[non_finite] = self._mean_hidden(self._float32_model, [batch_ids[i] for i in non_finite])
+        return vectors
+
+    @torch.inference_mode()
+    def _mean_hidden(self, model: DnabertModel, batch_ids: list[list[int]]) -> np.ndarray:
+        """Right-padded batch through `model`; float32 mean of the hidden states over unpadded tokens."""
+        lengths = [len(ids) for ids in batch_ids]
+        input_ids = np.full((len(batch_ids), max(lengths)), self.pad_id, dtype=np.int64)
+        for row, ids in enumerate(batch_ids):
+            input_ids[row, : len(ids)] = ids
+        input_ids = torch.from_numpy(input_ids).to(self.device)
+        positions = torch.arange(input_ids.shape[1], device=self.device)
+        attention_mask = positions[None, :] < torch.tensor(lengths, device=self.device)[:, None]
+        hidden = model(input_ids, attention_mask)
+        summed = hidden.masked_fill(~attention_mask[..., None], 0).sum(dim=1, dtype=torch.float32)
+        return (summed / attention_mask.sum(dim=1, keepdim=True)).cpu().numpy()
