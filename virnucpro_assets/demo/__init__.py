@@ -14,8 +14,16 @@ DEMO_SAMPLE = "demo_reads"
 def run_demo(home: Path) -> None:
     """Set up an instance under `home` (instance, store, demo inputs), register the demo sample and
     materialize all its partitions, then say where the results are."""
+    from virnucpro_assets import settings
+    from virnucpro_assets.demo.models import build_demo_models
+
     os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
     os.environ.setdefault("VIRNUCPRO_STORE", str(home / "store"))
+    print("Platform demo: tiny random-weight models; its predictions mean nothing biologically.", flush=True)
+    models = build_demo_models(home / "models", GENOMES, settings.chunk_length())
+    os.environ["VIRNUCPRO_DNABERT_MODEL"] = str(models.dnabert)
+    os.environ["VIRNUCPRO_ESM2_MODEL"] = str(models.esm2)
+    os.environ["VIRNUCPRO_CLASSIFIER"] = str(models.classifier)
     from virnucpro_assets.cli import add_sample, materialize_sample, prepare_instance_home
 
     prepare_instance_home(home / "dagster_home")
@@ -29,3 +37,7 @@ def run_demo(home: Path) -> None:
     print(f"\nDemo sample {sample.name!r} done. Instance: {os.environ['DAGSTER_HOME']}  Store: {store}")
     for asset_dir in sorted(p for p in store.iterdir() if not p.name.startswith("_")):
         print(f"  {asset_dir.name}: {asset_dir / f'sample={sample.name}'}")
+    report = store / "sample_report" / f"sample={sample.name}"
+    print(f"\nResults (platform demo, random models: the predictions mean nothing biologically):")
+    for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.parquet", "per_read_scores.png"):
+        print(f"  {report / name}")

@@ -97,6 +97,11 @@ class Classifier:
     chunk_length: int
     identity: ModelIdentity
 
+    @property
+    def feature_width(self) -> int:
+        """3328 for the published classifiers; smaller for demo classifiers of tiny models."""
+        return self.weights.hidden_weight.shape[1]
+
     def score(self, features: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Score [N, 3328] merged features in fp32 on CPU.
 
@@ -106,17 +111,17 @@ class Classifier:
         (including logits so close that both probabilities round to 0.5) is 'others'.
         """
         features = np.asarray(features)
-        if features.ndim != 2 or features.shape[1] != FEATURE_WIDTH:
+        if features.ndim != 2 or features.shape[1] != self.feature_width:
             raise ValueError(
-                f"the classifier takes features of shape [N, {FEATURE_WIDTH}] (DNABERT-S 768 then "
-                f"ESM-2 2560 per pair), got shape {list(features.shape)}"
+                f"the classifier takes features of shape [N, {self.feature_width}] (DNABERT-S then "
+                f"ESM-2 vector per pair, 768 + 2560 for the published models), got shape {list(features.shape)}"
             )
         row_count = len(features)
         scores = np.empty((row_count, len(CLASS_LABELS)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, row_count, _SCORING_BLOCK_ROWS):
                 rows = min(_SCORING_BLOCK_ROWS, row_count - start)
-                block = np.zeros((_SCORING_BLOCK_ROWS, FEATURE_WIDTH), dtype=np.float32)
+                block = np.zeros((_SCORING_BLOCK_ROWS, self.feature_width), dtype=np.float32)
                 block[:rows] = features[start : start + rows]
                 scores[start : start + rows] = self._softmax(torch.from_numpy(block))[:rows].numpy()
         predictions = [CLASS_LABELS[index] for index in np.argmax(scores, axis=1)]
@@ -167,7 +172,7 @@ def convert_classifier(source: str | Path, destination: str | Path, chunk_length
     return load_classifier(destination, legacy.chunk_length)
 
 
-def write_demo_classifier(path: str | Path, chunk_length: int, seed: int) -> Classifier:
+def write_demo_classifier(path: str | Path, chunk_length: int, seed: int, feature_width: int = FEATURE_WIDTH) -> Classifier:
     """Write a classifier with random weights drawn from `seed` in the native format and load it.
 
     For demonstrations and tests of the pipeline's plumbing only: its weights were never trained,
@@ -184,7 +189,7 @@ def write_demo_classifier(path: str | Path, chunk_length: int, seed: int) -> Cla
         return tensor(rng.uniform(-bound, bound, size=(fan_out, fan_in)))
 
     weights = ClassifierWeights(
-        hidden_weight=xavier_uniform(HIDDEN_WIDTH, FEATURE_WIDTH),
+        hidden_weight=xavier_uniform(HIDDEN_WIDTH, feature_width),
         hidden_bias=tensor(rng.normal(0.0, 0.01, HIDDEN_WIDTH)),
         norm_weight=tensor(rng.uniform(0.8, 1.2, HIDDEN_WIDTH)),
         norm_bias=tensor(rng.normal(0.0, 0.1, HIDDEN_WIDTH)),
@@ -250,7 +255,7 @@ def _write_native(weights: ClassifierWeights, chunk_length: int, path: Path, des
         "format_version": NATIVE_FORMAT_VERSION,
         "chunk_length": chunk_length,
         "layers": [
-            {"name": "hidden_layer", "type": "Linear", "in_features": FEATURE_WIDTH, "out_features": HIDDEN_WIDTH},
+            {"name": "hidden_layer", "type": "Linear", "in_features": weights.hidden_weight.shape[1], "out_features": HIDDEN_WIDTH},
             {"name": "batch_norm", "type": "BatchNorm1d", "num_features": HIDDEN_WIDTH, "eps": weights.norm_eps},
             {"name": "relu", "type": "ReLU"},
             {"name": "dropout", "type": "Dropout", "p": 0.5},
@@ -269,12 +274,12 @@ def _load_native(path: Path, chunk_length: int | None) -> Classifier:
     for required in (weights_path, sidecar_path):
         if not required.is_file():
             raise _not_found(required)
-    recorded_chunk_length, batch_norm_eps = _read_sidecar(sidecar_path)
+    recorded_chunk_length, batch_norm_eps, feature_width = _read_sidecar(sidecar_path)
     try:
         tensors = safetensors.torch.load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelFormatError(f"{weights_path} is not a readable safetensors file: {error}") from error
-    weights = _weights_from_layers(_layers_of_state_dict(tensors), batch_norm_eps, weights_path)
+    weights = _weights_from_layers(_layers_of_state_dict(tensors), batch_norm_eps, weights_path, feature_width)
     return Classifier(
         weights=weights,
         chunk_length=_resolve_chunk_length(
@@ -284,8 +289,8 @@ def _load_native(path: Path, chunk_length: int | None) -> Classifier:
     )
 
 
-def _read_sidecar(path: Path) -> tuple[int, float]:
-    """The chunk length and BatchNorm eps recorded in a native classifier's JSON."""
+def _read_sidecar(path: Path) -> tuple[int, float, int]:
+    """The chunk length, BatchNorm eps and input width recorded in a native classifier's JSON."""
     try:
         sidecar = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -305,7 +310,10 @@ def _read_sidecar(path: Path) -> tuple[int, float]:
     eps = norms[0].get("eps") if len(norms) == 1 else None
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
         raise ModelFormatError(f"{path} must list exactly one BatchNorm1d layer with a non-negative eps")
-    return chunk_length, float(eps)
+    width = next((layer.get("in_features") for layer in layers if isinstance(layer, dict) and layer.get("name") == "hidden_layer"), None)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ModelFormatError(f"{path} must give the hidden_layer's in_features as a positive whole number")
+    return chunk_length, float(eps), width
 
 
 # --- legacy torch.save format --------------------------------------------------------------------
@@ -538,15 +546,17 @@ def _fp32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().to(torch.float32, copy=True).contiguous()
 
 
-def _weights_from_layers(layers: list[_Layer], batch_norm_eps: float, path: Path) -> ClassifierWeights:
-    hidden = [layer for layer in layers if _is_linear(layer, FEATURE_WIDTH, HIDDEN_WIDTH)]
+def _weights_from_layers(
+    layers: list[_Layer], batch_norm_eps: float, path: Path, feature_width: int = FEATURE_WIDTH
+) -> ClassifierWeights:
+    hidden = [layer for layer in layers if _is_linear(layer, feature_width, HIDDEN_WIDTH)]
     norm = [layer for layer in layers if _is_batch_norm(layer, HIDDEN_WIDTH)]
     output = [layer for layer in layers if _is_linear(layer, HIDDEN_WIDTH, len(CLASS_LABELS))]
     if not (len(layers) == 3 and len(hidden) == len(norm) == len(output) == 1):
         found = "; ".join(layer.describe() for layer in layers) or "no tensors at all"
         raise ModelFormatError(
-            f"{path} does not hold the VirNucPro classifier, whose layers are Linear(3328->512) "
-            f"[weight 512x3328, bias 512], BatchNorm1d(512) [weight, bias, running_mean, running_var 512] "
+            f"{path} does not hold the VirNucPro classifier, whose layers are Linear({feature_width}->512) "
+            f"[weight 512x{feature_width}, bias 512], BatchNorm1d(512) [weight, bias, running_mean, running_var 512] "
             f"and Linear(512->2) [weight 2x512, bias 2]; found {found}"
         )
     eps = batch_norm_eps if norm[0].eps is None else norm[0].eps

@@ -436,3 +436,55 @@ class DnabertEmbedder:
         hidden = model(input_ids, attention_mask)
         summed = hidden.masked_fill(~attention_mask[..., None], 0).sum(dim=1, dtype=torch.float32)
         return (summed / attention_mask.sum(dim=1, keepdim=True)).cpu().numpy()
+
+
+SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")  # ids 0..4, as in DNABERT-2
+
+
+def write_tiny_dnabert(
+    directory: str | Path,
+    training_text: Sequence[str],
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vocab_size: int = 256,
+    seed: int = 0,
+) -> Path:
+    """Write a small random DNABERT-2 in the Hugging Face layout (config.json, model.safetensors,
+    tokenizer.json), for tests and the offline demo. Its BPE tokenizer is trained on
+    `training_text` with DNABERT-2's special tokens and [CLS] ... [SEP] template; it is not the real
+    vocabulary, and the weights mean nothing."""
+    from tokenizers import models, processors, trainers
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizers.Tokenizer(models.BPE(unk_token="[UNK]"))
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    tokenizer.train_from_iterator(list(training_text), trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]
+    )
+    tokenizer.save(str(directory / TOKENIZER_FILE))
+
+    config = DnabertConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=2 * hidden_size,
+        vocab_size=vocab_size,
+    )
+    generator = torch.Generator().manual_seed(seed)
+    model = DnabertModel(config, with_pooler=False)
+    state = {}
+    for name, parameter in model.state_dict().items():
+        noise = torch.randn(parameter.shape, generator=generator)
+        if name.endswith("LayerNorm.weight") or name.endswith("layernorm.weight"):
+            state[name] = 1 + 0.1 * noise
+        elif parameter.ndim > 1:
+            state[name] = noise / parameter.shape[-1] ** 0.5
+        else:
+            state[name] = 0.02 * noise
+    safetensors.torch.save_file(state, directory / WEIGHT_FILES[0])
+    fields_written = {f.name: getattr(config, f.name) for f in fields(DnabertConfig)}
+    (directory / CONFIG_FILE).write_text(json.dumps({"model_type": "bert", **fields_written}, indent=2) + "\n")
+    return directory

@@ -22,6 +22,12 @@ def shard_of_reads(first_read: int, count: int, shards: int) -> pa.Array:
     return pa.array([(first_read + i) % shards for i in range(count)], type=pa.int32())
 
 
+def file_positions(shard_index: int, rows: int, shards: int) -> pa.Array:
+    """The 0-based file position of each read of shard `shard_index`, row by row (the inverse of
+    `shard_of_reads`): row j of shard k is read j*K + k."""
+    return pa.array([j * shards + shard_index for j in range(rows)], type=pa.int64())
+
+
 def write_read_shards(source: Path, shard_paths: list[Path], progress=None) -> ReadStats:
     """Validate every read of `source` and write them to `shard_paths` (one per shard).
 

@@ -2,20 +2,30 @@ import dagster as dg
 import pytest
 
 from virnucpro_assets.definitions import defs
+from virnucpro_assets.demo import GENOMES
+from virnucpro_assets.demo.models import build_demo_models
 from virnucpro_assets.demo.reads import write_fasta
 from virnucpro_assets.pipeline.partitions import SAMPLES, shard_keys
+from virnucpro_assets.pipeline.gpu import GpuResource
+from virnucpro_assets.pipeline.models import ModelsResource
 from virnucpro_assets.pipeline.resources import StoreResource
 from virnucpro_assets.samples import SampleRegistry
 
 
 class Pipeline:
-    """An ephemeral instance and a temporary store with this project's assets."""
+    """An ephemeral instance and a temporary store with this project's assets and the tiny demo models."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, models):
         self.tmp_path = tmp_path
         self.instance = dg.DagsterInstance.ephemeral()
         self.store_root = tmp_path / "store"
-        self.resources = {**defs.resources, "store": StoreResource(root=str(self.store_root))}
+        self.models = models
+        self.resources = {
+            **defs.resources,
+            "store": StoreResource(root=str(self.store_root)),
+            "models": ModelsResource(dnabert=str(models.dnabert), esm2=str(models.esm2), classifier=str(models.classifier)),
+            "gpu": GpuResource(lease_dir=str(tmp_path / "leases")),
+        }
 
     def register(self, reads, name):
         path = self.tmp_path / f"{name}.fasta"
@@ -41,6 +51,21 @@ class Pipeline:
         return [dg.MultiPartitionKey({"sample": sample, "shard": s}) for s in shard_keys]
 
 
+    def materialize_sample(self, sample):
+        self.materialize(["sample_reads"], sample)
+        for partition in self.shard_partitions(sample):
+            self.materialize(SHARD_ASSETS, partition)
+        return self.materialize(["sample_report"], sample)
+
+
+SHARD_ASSETS = ["translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions"]
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory):
+    return build_demo_models(tmp_path_factory.mktemp("models"), GENOMES, 500)
+
+
 @pytest.fixture
-def pipeline(tmp_path):
-    return Pipeline(tmp_path)
+def pipeline(tmp_path, demo_models):
+    return Pipeline(tmp_path, demo_models)

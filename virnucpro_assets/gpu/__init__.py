@@ -1,0 +1,1 @@
+"""GPU inventory and per-device leases (plain Python; the Dagster layer wires them into steps)."""

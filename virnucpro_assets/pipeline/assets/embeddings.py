@@ -1,0 +1,95 @@
+"""The two language-model stages: one GPU step per shard, each on a device of its own."""
+
+import time
+
+import dagster as dg
+
+from virnucpro_assets.pipeline.assets.ingest import translated_proteins
+from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
+from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, default_models, esm2_version
+from virnucpro_assets.pipeline.partitions import sample_and_shard, sample_shard_partitions
+from virnucpro_assets.pipeline.resources import StoreResource
+from virnucpro_assets.storage import read_table, write_embeddings
+
+_configured = default_models()
+
+
+def embed_shard(context, store: StoreResource, gpu: GpuResource, models: ModelsResource, *, column: str, load, budget: int):
+    """Embed one shard's `column` of translated_proteins with the embedder `load(device, dtype)`
+    returns, and write `<asset>/sample=…/shard=….parquet` from this step's own process."""
+    sample, shard = sample_and_shard(context)
+    pairs = read_table(store.store.upstream("translated_proteins", sample, shard, "parquet"), ["pair_id", column])
+    with gpu.lease(context) as device:
+        dtype = models.torch_dtype(device.torch_device)
+        started = time.perf_counter()
+        embedder = load(device.torch_device, dtype)
+        loaded = time.perf_counter()
+        result = embedder.embed(pairs.column(column).to_pylist(), token_budget=budget)
+        embedded = time.perf_counter()
+    path = store.store.shard_path(context.asset_key.to_user_string(), sample, shard, "parquet")
+    write_embeddings(path, pairs.column("pair_id"), result.vectors)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": pairs.num_rows,
+            "width": embedder.dim,
+            "tokens": result.tokens,
+            "tokens_per_s": round(result.tokens / max(embedded - loaded, 1e-9), 1),
+            "model_load_s": round(loaded - started, 3),
+            "embed_s": round(embedded - loaded, 3),
+            "device": device.name,
+            "precision": str(dtype).removeprefix("torch."),
+            "model": embedder.identity.name,
+            "model_sha256": embedder.identity.content_hash,
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=sample_shard_partitions,
+    deps=[translated_proteins],
+    pool=GPU_POOL,
+    group_name="embeddings",
+    kinds={"pytorch", "parquet"},
+    code_version=dnabert_version(_configured.dnabert),
+    description=(
+        "DNABERT-S embedding of each kept frame's nucleotide string: the mean of the last hidden "
+        "layer over all tokens, 768 floats per pair (GPU step)."
+    ),
+)
+def dnabert_embeddings(
+    context: dg.AssetExecutionContext, store: StoreResource, gpu: GpuResource, models: ModelsResource
+) -> dg.MaterializeResult:
+    from virnucpro_assets.models.dnabert2 import DnabertEmbedder
+
+    return embed_shard(
+        context, store, gpu, models,
+        column="nucleotide",
+        load=lambda device, dtype: DnabertEmbedder.from_source(models.dnabert, device=device, dtype=dtype),
+        budget=models.dnabert_token_budget,
+    )
+
+
+@dg.asset(
+    partitions_def=sample_shard_partitions,
+    deps=[translated_proteins],
+    pool=GPU_POOL,
+    group_name="embeddings",
+    kinds={"pytorch", "parquet"},
+    code_version=esm2_version(_configured.esm2),
+    description=(
+        "ESM-2 embedding of each kept frame's protein: the mean of the last layer over the residues, "
+        "2560 floats per pair for ESM-2 3B (GPU step)."
+    ),
+)
+def esm2_embeddings(
+    context: dg.AssetExecutionContext, store: StoreResource, gpu: GpuResource, models: ModelsResource
+) -> dg.MaterializeResult:
+    from virnucpro_assets.models.esm2 import Esm2Embedder
+
+    return embed_shard(
+        context, store, gpu, models,
+        column="protein",
+        load=lambda device, dtype: Esm2Embedder.from_source(models.esm2, device=device, dtype=dtype),
+        budget=models.esm2_token_budget,
+    )

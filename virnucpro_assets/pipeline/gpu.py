@@ -1,0 +1,38 @@
+"""GPU steps: a concurrency pool bounds how many run at once; a device lease picks which device."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+from virnucpro_assets import settings
+from virnucpro_assets.gpu.inventory import Device, discover_devices
+from virnucpro_assets.gpu.leases import lease_device
+
+GPU_POOL = "gpu"
+
+
+def default_lease_dir() -> Path:
+    home = os.environ.get("DAGSTER_HOME")
+    return Path(home) / "gpu-leases" if home else settings.store_root() / "_gpu-leases"
+
+
+class GpuResource(dg.ConfigurableResource):
+    """Leases one device per GPU step (see virnucpro_assets.gpu.leases)."""
+
+    lease_dir: str = ""
+
+    @contextmanager
+    def lease(self, context: dg.AssetExecutionContext) -> Iterator[Device]:
+        step = context.asset_key.to_user_string()
+        holder = {"run_id": context.run.run_id, "asset": step, "partition": context.partition_key}
+        directory = Path(self.lease_dir) if self.lease_dir else default_lease_dir()
+        waiting = lambda seconds: context.log.info(f"waiting {seconds:.0f} s for a free device")  # noqa: E731
+        with lease_device(discover_devices(), directory, holder, on_wait=waiting) as device:
+            context.log.info(f"{step} [{context.partition_key}] runs on {device.name}")
+            context.instance.add_run_tags(context.run.run_id, {f"virnucpro/device.{step}": device.name})
+            yield device

@@ -1,0 +1,81 @@
+"""Model settings of the embedding and classifier assets, and the code versions they imply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from virnucpro_assets import settings
+from virnucpro_assets.errors import ConfigurationError, ModelNotFoundError
+from virnucpro_assets.models.identity import fingerprint
+
+PRECISIONS = {"auto", "fp32", "fp16", "bf16"}
+
+
+class ModelsResource(dg.ConfigurableResource):
+    """Which models the pipeline uses and how it runs them.
+
+    precision: "auto" is fp32 on the CPU and fp16 on a GPU for both models (ESM-2 was trained in
+    fp16; bf16 loses score agreement on real ESM-2 weights); "fp32" reproduces the original's
+    arithmetic everywhere. Token budgets bound the padded tokens of one batch.
+    """
+
+    dnabert: str = settings.DEFAULT_DNABERT_MODEL
+    esm2: str = settings.DEFAULT_ESM2_MODEL
+    classifier: str = ""
+    precision: str = "auto"
+    dnabert_token_budget: int = 16384
+    esm2_token_budget: int = 4096
+
+    def torch_dtype(self, device: str):
+        import torch
+
+        if self.precision not in PRECISIONS:
+            raise ConfigurationError(f"models.precision={self.precision!r}: choose one of {sorted(PRECISIONS)}")
+        if self.precision == "fp32" or (self.precision == "auto" and not device.startswith("cuda")):
+            return torch.float32
+        return torch.bfloat16 if self.precision == "bf16" else torch.float16
+
+    def classifier_path(self) -> Path:
+        if not self.classifier:
+            raise ModelNotFoundError(
+                "no classifier configured: set VIRNUCPRO_CLASSIFIER to the original's 300_model.pth / "
+                "500_model.pth (from the VirNucPro repository) or to a native .safetensors classifier"
+            )
+        return Path(self.classifier).expanduser()
+
+
+def default_models() -> ModelsResource:
+    return ModelsResource(
+        dnabert=settings.model_source("VIRNUCPRO_DNABERT_MODEL", settings.DEFAULT_DNABERT_MODEL),
+        esm2=settings.model_source("VIRNUCPRO_ESM2_MODEL", settings.DEFAULT_ESM2_MODEL),
+        classifier=settings.model_source("VIRNUCPRO_CLASSIFIER", ""),
+        precision=settings.model_source("VIRNUCPRO_PRECISION", "auto"),
+    )
+
+
+def dnabert_version(source: str) -> str:
+    candidates = [Path(source).expanduser()]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "model.safetensors")
+        if isinstance(cached, str):
+            candidates.append(Path(cached))
+    except Exception:  # not a repo id: the local path is the only candidate
+        pass
+    return fingerprint(source, candidates)
+
+
+def esm2_version(source: str) -> str:
+    from virnucpro_assets.models.esm2 import hub_checkpoint_path
+
+    candidates = [Path(source).expanduser()]
+    if source.startswith("esm2_t") and "/" not in source:
+        candidates.append(hub_checkpoint_path(source))
+    return fingerprint(source, candidates)
+
+
+def classifier_version(source: str) -> str:
+    return fingerprint(source, [Path(source).expanduser()]) if source else "none"

@@ -1,0 +1,112 @@
+"""The whole graph on a small sample with the tiny demo models, checked against direct computations."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from virnucpro_assets.models.classifier import load_classifier
+from virnucpro_assets.models.dnabert2 import DnabertEmbedder
+from virnucpro_assets.models.esm2 import Esm2Embedder
+from virnucpro_assets.pipeline.models import classifier_version
+from virnucpro_assets.pipeline.partitions import shard_keys
+from virnucpro_assets.storage import load_embeddings
+from virnucpro_assets_tests.original import process_reads
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
+    reads = [r for r in genome_reads if len(r[1]) >= 150][:30]
+    sample = pipeline.register(reads, "tiny")
+    report = pipeline.materialize_sample(sample)
+    store = pipeline.store_root
+
+    dnabert = DnabertEmbedder.from_source(str(pipeline.models.dnabert))
+    esm2 = Esm2Embedder.from_source(str(pipeline.models.esm2))
+    classifier = load_classifier(pipeline.models.classifier, 500)
+    expected_rows = []
+    for index, shard in enumerate(shard_keys):
+        shard_pairs = process_reads(reads[index :: len(shard_keys)], 500)
+        ids = [p[0] for p in shard_pairs]
+        dna_ids, dna = load_embeddings(store / f"dnabert_embeddings/sample=tiny/shard={shard}.parquet")
+        protein_ids, protein = load_embeddings(store / f"esm2_embeddings/sample=tiny/shard={shard}.parquet")
+        assert dna_ids.to_pylist() == ids == protein_ids.to_pylist()
+        # One at a time, as the original feeds the models.
+        for row, (_, nucleotide, amino_acids) in enumerate(shard_pairs):
+            one_dna = dnabert.embed([nucleotide]).vectors[0]
+            one_protein = esm2.embed([amino_acids]).vectors[0]
+            np.testing.assert_allclose(dna[row], one_dna, atol=1e-4)
+            np.testing.assert_allclose(protein[row], one_protein, atol=1e-4)
+        merged_ids, merged = load_embeddings(store / f"merged_features/sample=tiny/shard={shard}.parquet")
+        assert merged_ids.to_pylist() == ids
+        np.testing.assert_array_equal(merged, np.hstack([dna, protein]))
+
+        predicted = pl.read_parquet(store / f"predictions/sample=tiny/shard={shard}.parquet")
+        assert predicted.columns == ["pair_id", "read_id", "chunk_id", "prediction", "score1", "score2"]
+        scores, decisions = classifier.score(merged)
+        np.testing.assert_array_equal(predicted.select("score1", "score2").to_numpy(), scores)
+        assert predicted["prediction"].to_list() == decisions
+        assert predicted["chunk_id"].to_list() == [i[:-2] for i in ids]
+        expected_rows += [
+            (reads.index(next(r for r in reads if i.startswith(r[0] + "_chunk_"))), i, d, s)
+            for i, d, s in zip(ids, decisions, scores)
+        ]
+
+    # prediction_results.txt: every pair once, reads in input-file order, scores as float32 prints them.
+    expected_rows.sort(key=lambda row: row[0])
+    text = (store / "sample_report/sample=tiny/prediction_results.txt").read_text().splitlines()
+    assert text[0] == "Sequence_ID\tPrediction\tscore1\tscore2"
+    assert text[1:] == ["\t".join([i, d, str(s[0]), str(s[1])]) for _, i, d, s in expected_rows]
+    highest = (store / "sample_report/sample=tiny/prediction_results_highestscore.csv").read_text().splitlines()
+    chunks = sorted({i[:-2] for _, i, _, _ in expected_rows})
+    verdict = {
+        c: max(s[1] for _, i, _, s in expected_rows if i[:-2] == c) >= max(s[0] for _, i, _, s in expected_rows if i[:-2] == c)
+        for c in chunks
+    }
+    assert highest == ["Modified_ID\tIs_Virus"] + [f"{c}\t{verdict[c]}" for c in chunks]
+    assert (store / "sample_report/sample=tiny/per_read_scores.png").read_bytes()[:4] == b"\x89PNG"
+    metadata = report.asset_materializations_for_node("sample_report")[0].metadata
+    assert metadata["pairs"].value == len(expected_rows)
+
+
+def test_embedding_metadata_names_model_device_and_precision(pipeline, genome_reads):
+    sample = pipeline.register([r for r in genome_reads if len(r[1]) >= 300][:6], "meta")
+    pipeline.materialize(["sample_reads"], sample)
+    partition = pipeline.shard_partitions(sample)[0]
+    result = pipeline.materialize(["translated_proteins", "esm2_embeddings"], partition)
+    metadata = result.asset_materializations_for_node("esm2_embeddings")[0].metadata
+    assert metadata["device"].value == "cpu" and metadata["precision"].value == "float32"
+    assert metadata["model"].value == "esm2_demo" and len(metadata["model_sha256"].value) == 64
+    assert metadata["tokens"].value > 0 and metadata["rows"].value >= 0
+
+
+def test_a_missing_classifier_is_one_clear_error(pipeline, genome_reads, tmp_path):
+    from virnucpro_assets.errors import ModelNotFoundError
+    from virnucpro_assets.pipeline.models import ModelsResource
+
+    pipeline.resources["models"] = ModelsResource(
+        dnabert=str(pipeline.models.dnabert), esm2=str(pipeline.models.esm2), classifier=str(tmp_path / "500_model.pth")
+    )
+    sample = pipeline.register(genome_reads[:4], "nomodel")
+    pipeline.materialize(["sample_reads"], sample)
+    partition = pipeline.shard_partitions(sample)[0]
+    pipeline.materialize(["translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features"], partition)
+    with pytest.raises(ModelNotFoundError, match="500_model.pth"):
+        pipeline.materialize(["predictions"], partition)
+
+
+def test_replacing_the_classifier_changes_the_code_version(tmp_path):
+    from virnucpro_assets.models.classifier import write_demo_classifier
+
+    path = tmp_path / "c.safetensors"
+    write_demo_classifier(path, 500, seed=1, feature_width=8)
+    before = classifier_version(str(path))
+    write_demo_classifier(path, 500, seed=2, feature_width=8)
+    assert classifier_version(str(path)) != before
