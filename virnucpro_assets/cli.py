@@ -3,6 +3,7 @@
   add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
   materialize SAMPLE              materialize every asset of one sample, in this process
   demo                            the offline demo: bundled reads, tiny models, whole graph
+  devices                         each GPU device, and which step holds it now
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("sample")
     demo = commands.add_parser("demo", help="run the offline demo sample end to end")
     demo.add_argument("--home", type=Path, default=DEMO_HOME, help="where the demo instance, store and models live")
+    commands.add_parser("devices", help="show each GPU device and which step holds it now")
     args = parser.parse_args(argv)
     try:
         if args.command == "add-sample":
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             from virnucpro_assets.demo import run_demo
 
             run_demo(args.home.absolute())
+        elif args.command == "devices":
+            show_devices()
     except VirnucproError as error:
         print(f"virnucpro-assets: error: {error}", file=sys.stderr)
         return 1
@@ -109,6 +113,25 @@ def materialize_sample(sample: str) -> None:
                 partition_key=str(partition),
                 run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             )
+
+
+def show_devices() -> None:
+    from datetime import datetime
+
+    from virnucpro_assets.gpu.inventory import discover_devices
+    from virnucpro_assets.gpu.leases import device_holders
+    from virnucpro_assets.pipeline.gpu import default_lease_dir
+
+    for holder in device_holders(discover_devices(), default_lease_dir()):
+        if not holder.held:
+            print(f"{holder.device}\tfree")
+            continue
+        details = holder.details
+        since = datetime.fromtimestamp(details.get("since", 0)).isoformat(timespec="seconds")
+        print(
+            f"{holder.device}\theld by {details.get('asset')} [{details.get('partition')}] "
+            f"run {details.get('run_id')} pid {details.get('pid')} since {since}"
+        )
 
 
 def _partitioned_by_shard(assets_def) -> bool:
