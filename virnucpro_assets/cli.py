@@ -1,5 +1,6 @@
 """`virnucpro-assets`: what Dagster's own CLI lacks. Orchestration itself is Dagster's.
 
+  init                            set up $DAGSTER_HOME (dagster.yaml, GPU pool = devices)
   add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
   materialize SAMPLE              materialize every asset of one sample, in this process
   demo                            the offline demo: bundled reads, tiny models, whole graph
@@ -23,6 +24,7 @@ DEMO_HOME = Path(".virnucpro")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="virnucpro-assets", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("init", help="set up the instance at $DAGSTER_HOME for this machine")
     add = commands.add_parser("add-sample", help="register a FASTA/FASTQ file (plain or .gz) as a sample")
     add.add_argument("path", type=Path)
     add.add_argument("--name", help="sample name (default: derived from the file name)")
@@ -33,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("devices", help="show each GPU device and which step holds it now")
     args = parser.parse_args(argv)
     try:
-        if args.command == "add-sample":
+        if args.command == "init":
+            home = require_dagster_home()
+            prepare_instance_home(home)
+            print(f"instance {home}: gpu pool limit {init_instance()}")
+        elif args.command == "add-sample":
             sample, created = add_sample(args.path, args.name)
             print(sample.name)
             if not created:
@@ -67,6 +73,15 @@ def prepare_instance_home(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copyfile(CHECKOUT / "dagster.yaml", home / "dagster.yaml")
+
+
+def init_instance() -> int:
+    """Size the GPU pool of the instance at DAGSTER_HOME to this machine's devices."""
+    import dagster as dg
+
+    from virnucpro_assets.pipeline.gpu import set_gpu_pool_limit
+
+    return set_gpu_pool_limit(dg.DagsterInstance.get())
 
 
 def add_sample(path: Path, name: str | None = None):

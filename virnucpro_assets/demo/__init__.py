@@ -24,9 +24,10 @@ def run_demo(home: Path) -> None:
     os.environ["VIRNUCPRO_DNABERT_MODEL"] = str(models.dnabert)
     os.environ["VIRNUCPRO_ESM2_MODEL"] = str(models.esm2)
     os.environ["VIRNUCPRO_CLASSIFIER"] = str(models.classifier)
-    from virnucpro_assets.cli import add_sample, materialize_sample, prepare_instance_home
+    from virnucpro_assets.cli import add_sample, init_instance, materialize_sample, prepare_instance_home
 
     prepare_instance_home(home / "dagster_home")
+    init_instance()
     reads_file = home / "inputs" / f"{DEMO_SAMPLE}.fasta.gz"
     if not reads_file.exists():
         reads_file.parent.mkdir(parents=True, exist_ok=True)

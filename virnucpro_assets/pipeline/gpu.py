@@ -1,4 +1,11 @@
-"""GPU steps: a concurrency pool bounds how many run at once; a device lease picks which device."""
+"""GPU steps: a concurrency pool bounds how many run at once; a device lease picks which device.
+
+Dagster's pool "gpu" (limit = device count, see dagster.yaml) makes extra GPU steps wait visibly
+in the UI, across every run however it was started. Inside a step, `GpuResource.lease` takes an OS
+lock on one specific device (virnucpro_assets.gpu.leases), records it in the run's tags and the
+step's metadata, and releases it when the step ends or its process dies. Steps run in their run's
+process (the in-process executor, see definitions.py), so killing a run kills its step with it.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,19 @@ from virnucpro_assets.gpu.inventory import Device, discover_devices
 from virnucpro_assets.gpu.leases import lease_device
 
 GPU_POOL = "gpu"
+DEVICE_TAG_PREFIX = "virnucpro/device."
 
 
 def default_lease_dir() -> Path:
     home = os.environ.get("DAGSTER_HOME")
     return Path(home) / "gpu-leases" if home else settings.store_root() / "_gpu-leases"
+
+
+def set_gpu_pool_limit(instance: dg.DagsterInstance) -> int:
+    """Size the instance's GPU pool to this machine's devices; returns the limit."""
+    limit = len(discover_devices())
+    instance.event_log_storage.set_concurrency_slots(GPU_POOL, limit)
+    return limit
 
 
 class GpuResource(dg.ConfigurableResource):
@@ -34,5 +49,5 @@ class GpuResource(dg.ConfigurableResource):
         waiting = lambda seconds: context.log.info(f"waiting {seconds:.0f} s for a free device")  # noqa: E731
         with lease_device(discover_devices(), directory, holder, on_wait=waiting) as device:
             context.log.info(f"{step} [{context.partition_key}] runs on {device.name}")
-            context.instance.add_run_tags(context.run.run_id, {f"virnucpro/device.{step}": device.name})
+            context.instance.add_run_tags(context.run.run_id, {DEVICE_TAG_PREFIX + step: device.name})
             yield device

@@ -23,5 +23,7 @@ with warnings.catch_warnings():
 
 
 def sample_and_shard(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    keys = context.partition_key.keys_by_dimension
+    # A run launched with a plain "sample|shard" partition tag (dagster job launch) hands the key
+    # over as a string rather than a MultiPartitionKey.
+    keys = sample_shard_partitions.get_partition_key_from_str(str(context.partition_key)).keys_by_dimension
     return keys["sample"], keys["shard"]

@@ -1,0 +1,100 @@
+"""GPU coordination with a real daemon, queued runs and two simulated devices."""
+
+import os
+import signal
+from itertools import combinations
+
+import dagster as dg
+
+from virnucpro_assets.demo.reads import write_fasta
+from virnucpro_assets.gpu.inventory import Device
+from virnucpro_assets.gpu.leases import device_holders
+from virnucpro_assets_tests.daemon import Instance, wait_for
+
+GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
+SHARDS = [f"{i:03d}" for i in range(6)]
+FAKE_DEVICES = [Device("fake:0", "cpu"), Device("fake:1", "cpu")]
+
+
+def test_queued_runs_share_two_devices_one_step_each_and_recover_from_kill_9(tmp_path, demo_models, genomes):
+    from virnucpro_assets.demo.reads import cut_reads
+
+    instance = Instance(tmp_path, demo_models, max_concurrent_runs=2, VIRNUCPRO_FAKE_GPUS="2", VIRNUCPRO_SHARDS="6")
+    reads = tmp_path / "coord.fasta"
+    write_fasta(cut_reads(genomes, count=9000, lengths=(500,), seed=5), reads)
+    assert "gpu pool limit 2" in instance.cli("virnucpro-assets", "init")
+    instance.cli("virnucpro-assets", "add-sample", str(reads))
+    instance.cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", "coord")
+
+    with instance.daemon(), instance.dagster() as dagster:
+        partitions = ",".join(f"coord|{shard}" for shard in SHARDS)
+        instance.cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--partitions", partitions, "--noprompt")
+        runs = wait_for(lambda: finished_runs(dagster, 6), 400, "six shard runs")
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+
+        steps = gpu_steps(dagster, runs)
+        assert sorted((s["asset"], s["partition"]) for s in steps) == sorted((a, f"coord|{s}") for a in GPU_ASSETS for s in SHARDS)
+        for first, second in combinations(steps, 2):
+            if first["device"] == second["device"]:
+                assert not overlap(first, second), f"{first} and {second} ran on one device at once"
+        assert any(overlap(a, b) for a, b in combinations(steps, 2)), "never two GPU steps at once"
+        assert {s["device"] for s in steps} == {"fake:0", "fake:1"}
+        for run in runs:  # CPU steps take no device
+            assert not any(k.startswith("virnucpro/device.") and not k.endswith(GPU_ASSETS) for k in run.tags)
+        for asset in (*GPU_ASSETS, "merged_features", "predictions"):
+            events = dagster.fetch_materializations(dg.AssetKey(asset), limit=100).records
+            assert sorted(e.partition_key for e in events) == [f"coord|{s}" for s in SHARDS]
+
+        # kill -9 the run's process while one of its GPU steps holds a device
+        outputs = {asset: tmp_path / f"store/{asset}/sample=coord/shard=002.parquet" for asset in GPU_ASSETS}
+        for output in outputs.values():
+            output.unlink()
+        launch = ("dagster", "job", "launch", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--tags", '{"dagster/partition": "coord|002"}')
+        instance.cli(*launch)
+        holder = wait_for(lambda: held(tmp_path), 300, "a GPU step holding a device", poll=0.05)
+        os.kill(holder.details["pid"], signal.SIGKILL)
+        wait_for(lambda: not any(h.held for h in device_holders(FAKE_DEVICES, instance.home / "gpu-leases")), 30, "the device to be freed")
+        killed = wait_for(lambda: finished_runs(dagster, 7), 120, "the killed run to be marked failed")[-1]
+        assert killed.status == dg.DagsterRunStatus.FAILURE
+        assert not outputs[holder.details["asset"]].exists()  # nothing half-written became visible
+        assert not list(outputs[holder.details["asset"]].parent.glob(".*tmp"))
+        wait_for(lambda: not dagster.event_log_storage.get_concurrency_run_ids(), 60, "the pool slots to be freed")
+
+        instance.cli(*launch)
+        rerun = wait_for(lambda: finished_runs(dagster, 8), 300, "the re-run")[-1]
+        assert rerun.status == dg.DagsterRunStatus.SUCCESS and rerun.tags["dagster/partition"] == "coord|002"
+        assert all(output.exists() for output in outputs.values())
+
+
+def finished_runs(instance, count):
+    """The shard_pipeline runs, oldest first, once there are `count` and all have finished."""
+    records = instance.get_run_records(dg.RunsFilter(job_name="shard_pipeline"))
+    runs = [r.dagster_run for r in sorted(records, key=lambda record: record.create_timestamp)]
+    return runs if len(runs) >= count and all(r.is_finished for r in runs) else None
+
+
+def gpu_steps(instance, runs):
+    steps = []
+    for run in runs:
+        records = instance.get_records_for_run(run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}).records
+        times = {(r.event_log_entry.step_key, r.event_log_entry.dagster_event.event_type): r.event_log_entry.timestamp for r in records}
+        for asset in GPU_ASSETS:
+            steps.append(
+                {
+                    "asset": asset,
+                    "partition": run.tags["dagster/partition"],
+                    "device": run.tags[f"virnucpro/device.{asset}"],
+                    "start": times[(asset, dg.DagsterEventType.STEP_START)],
+                    "end": times[(asset, dg.DagsterEventType.STEP_SUCCESS)],
+                }
+            )
+    return steps
+
+
+def overlap(first, second):
+    return first["start"] < second["end"] and second["start"] < first["end"]
+
+
+def held(root):
+    holders = [h for h in device_holders(FAKE_DEVICES, root / "dagster_home" / "gpu-leases") if h.held and "pid" in h.details]
+    return holders[0] if holders else None
