@@ -1,0 +1,190 @@
+"""One sample over every shard and every GPU, through the real coordination path: a daemon, queued
+runs (one `shard_pipeline` run per shard), the gpu pool and device leases; then the same sample on
+one device of the same machine, for scaling and identical outputs.
+
+    python -m benchmarks.multi_gpu [--reads 200000] [--read-length 150] [--shards 8]
+                                   [--devices all,1] [--tiny] [--fake-devices N]
+
+`--devices` lists the device counts to run (all = every device the machine has; 1 = the first
+only). `--fake-devices N` simulates N CPU-backed devices (a CPU run of the same script); `--tiny`
+uses the demo's tiny models, otherwise full-size random-weight models are written in the real
+formats. Per configuration, JSON lines: the embedding phase (first GPU step start to last GPU step
+end), each device's busy fraction over it and tokens/s, the total, whether any device ever ran two
+GPU steps at once; then the scaling of the phase against the first configuration and whether the
+two configurations' outputs are byte-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.common import emit, genome_files
+from benchmarks.pipeline import write_models
+from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
+SAMPLE = "bench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reads", type=int, default=200_000)
+    parser.add_argument("--read-length", type=int, default=150)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--devices", default="all,1", help="device counts to run, in order: 'all' or a number")
+    parser.add_argument("--tiny", action="store_true", help="the demo's tiny models")
+    parser.add_argument("--fake-devices", type=int, help="simulate this many CPU-backed devices")
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = args.workdir or Path(scratch)
+        models = write_models(workdir / "models", load_genomes(genome_files()), args.tiny)
+        reads = workdir / f"{SAMPLE}.fasta"
+        write_fasta(cut_reads(load_genomes(genome_files()), count=args.reads, lengths=(args.read_length,), seed=6), reads)
+        os.environ.update(
+            {
+                "VIRNUCPRO_SHARDS": str(args.shards),
+                "VIRNUCPRO_DNABERT_MODEL": str(models["dnabert"]),
+                "VIRNUCPRO_ESM2_MODEL": str(models["esm2"]),
+                "VIRNUCPRO_CLASSIFIER": str(models["classifier"]),
+            }
+        )
+        results = []
+        for count in args.devices.split(","):
+            results.append(run_configuration(workdir / f"devices-{count}", reads, device_settings(count, args.fake_devices)))
+        first, *others = results
+        for other in others:
+            emit(
+                benchmark="multi_gpu_scaling",
+                devices=first["devices"],
+                against_devices=other["devices"],
+                phase_speedup=round(other["phase_s"] / first["phase_s"], 2),
+                ideal=round(first["devices"] / other["devices"], 2),
+                outputs_identical=first["outputs"] == other["outputs"],
+            )
+
+
+def device_settings(count: str, fake: int | None) -> dict[str, str]:
+    if fake:
+        return {"VIRNUCPRO_FAKE_GPUS": str(fake if count == "all" else int(count))}
+    if count == "all":
+        return {}
+    import torch
+
+    return {"VIRNUCPRO_GPUS": ",".join(str(i) for i in range(min(int(count), torch.cuda.device_count())))}
+
+
+def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> dict:
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copyfile(CHECKOUT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, **devices_env, "DAGSTER_HOME": str(home), "VIRNUCPRO_STORE": str(root / "store")}
+
+    def cli(*command: str) -> None:
+        subprocess.run([str(BIN / command[0]), *command[1:]], env=env, cwd=CHECKOUT, check=True, capture_output=True)
+
+    cli("virnucpro-assets", "init")
+    cli("virnucpro-assets", "add-sample", str(reads), "--name", SAMPLE)
+    cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", SAMPLE)
+    shards = [f"{i:03d}" for i in range(int(os.environ["VIRNUCPRO_SHARDS"]))]
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(CHECKOUT / "workspace.yaml")],
+        env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    import dagster as dg
+
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--noprompt",
+                "--partitions", ",".join(f"{SAMPLE}|{s}" for s in shards))
+            while True:
+                runs = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name="shard_pipeline"))]
+                if len(runs) == len(shards) and all(r.is_finished for r in runs):
+                    break
+                time.sleep(2)
+            failed = [r.tags["dagster/partition"] for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+            if failed:
+                raise RuntimeError(f"shard runs failed: {failed}")
+            steps = gpu_steps(instance, runs)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        try:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_report", "--partition", SAMPLE)
+
+    start, end = min(s["start"] for s in steps), max(s["end"] for s in steps)
+    by_device = defaultdict(list)
+    for step in steps:
+        by_device[step["device"]].append(step)
+    exclusive = all(
+        a["end"] <= b["start"]
+        for device_steps in by_device.values()
+        for a, b in zip(sorted(device_steps, key=lambda s: s["start"]), sorted(device_steps, key=lambda s: s["start"])[1:])
+    )
+    for device, device_steps in sorted(by_device.items()):
+        emit(
+            benchmark="multi_gpu_device",
+            devices=len(by_device),
+            device=device,
+            gpu_steps=len(device_steps),
+            busy_fraction=round(sum(s["end"] - s["start"] for s in device_steps) / (end - start), 3),
+            tokens_per_s=round(sum(s["tokens"] for s in device_steps) / sum(s["embed_s"] for s in device_steps)),
+        )
+    report = root / "store" / "sample_report" / f"sample={SAMPLE}"
+    summary = {
+        "devices": len(by_device),
+        "phase_s": end - start,
+        "outputs": {name: (report / name).read_bytes() for name in ("prediction_results.txt", "prediction_results_highestscore.csv")},
+    }
+    emit(
+        benchmark="multi_gpu",
+        devices=len(by_device),
+        shards=len(shards),
+        embedding_phase_s=round(end - start, 1),
+        tokens=sum(s["tokens"] for s in steps),
+        tokens_per_s_total=round(sum(s["tokens"] for s in steps) / (end - start)),
+        one_gpu_step_per_device_at_a_time=exclusive,
+    )
+    return summary
+
+
+def gpu_steps(instance, runs) -> list[dict]:
+    """Each GPU step's device (run tag), start and end (step events), tokens and embedding time (metadata)."""
+    import dagster as dg
+
+    steps = []
+    for run in runs:
+        records = instance.get_records_for_run(
+            run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.ASSET_MATERIALIZATION}
+        ).records
+        for asset in GPU_ASSETS:
+            events = {r.event_log_entry.dagster_event.event_type: r.event_log_entry for r in records if r.event_log_entry.step_key == asset}
+            metadata = events[dg.DagsterEventType.ASSET_MATERIALIZATION].dagster_event.event_specific_data.materialization.metadata
+            steps.append(
+                {
+                    "device": run.tags[f"virnucpro/device.{asset}"],
+                    "start": events[dg.DagsterEventType.STEP_START].timestamp,
+                    "end": events[dg.DagsterEventType.STEP_SUCCESS].timestamp,
+                    "tokens": metadata["tokens"].value,
+                    "embed_s": metadata["embed_s"].value,
+                }
+            )
+    return steps
+
+
+if __name__ == "__main__":
+    main()
