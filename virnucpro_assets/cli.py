@@ -5,6 +5,7 @@
   materialize SAMPLE              materialize every asset of one sample, in this process
   demo                            the offline demo: bundled reads, tiny models, whole graph
   devices                         each GPU device, and which step holds it now
+  compare-precision INPUT         half precision against fp32 on your own models and sequences
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from virnucpro_assets.errors import VirnucproError
+from virnucpro_assets.models import precision
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 DEMO_HOME = Path(".virnucpro")
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the offline demo sample end to end")
     demo.add_argument("--home", type=Path, default=DEMO_HOME, help="where the demo instance, store and models live")
     commands.add_parser("devices", help="show each GPU device and which step holds it now")
+    precision.add_command(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "init":
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.home.absolute())
         elif args.command == "devices":
             show_devices()
+        elif args.command == "compare-precision":
+            precision.run_command(args)
     except VirnucproError as error:
         print(f"virnucpro-assets: error: {error}", file=sys.stderr)
         return 1

@@ -11,6 +11,9 @@ Module and attribute names mirror the reference checkpoint (`encoder.layer.N.att
 
 from __future__ import annotations
 
+import functools
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 import pickle
@@ -27,12 +30,18 @@ from safetensors import SafetensorError
 from torch import nn
 
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
-from virnucpro_assets.models.batching import token_budget_batches
+from virnucpro_assets.models.batching import memory_token_budget, ragged_rows, token_budget_batches
 from virnucpro_assets.models.embeddings import Embeddings
 from virnucpro_assets.models.identity import ModelIdentity, hash_files
 
 DEFAULT_DNABERT_SOURCE = "zhihan1996/DNABERT-S"
-DEFAULT_TOKEN_BUDGET = 8192
+DEFAULT_TOKEN_BUDGET = 8192  # on the CPU
+TOKENIZE_CHUNK = 16384  # sequences tokenized at a time, while the GPU embeds the previous ones
+# On a GPU: beyond this many tokens per batch the matrix products run no faster (benchmarks/dnabert_throughput.py).
+MAX_GPU_TOKEN_BUDGET = 65536
+# Hidden-width vectors per token alive at once in a layer (hidden, q/k/v, context, the gated MLP's
+# 8x-wide projection and its 4x-wide product, the fp32 copy for pooling), with room for the allocator.
+ACTIVATION_WIDTHS = 32
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -104,13 +113,20 @@ def alibi_slopes(num_heads: int) -> list[float]:
     return power_of_two_slopes(below) + alibi_slopes(2 * below)[0::2][: num_heads - below]
 
 
+@functools.lru_cache
+def slopes_tensor(num_heads: int, device: torch.device) -> torch.Tensor:
+    """alibi_slopes as a float32 tensor on `device`, made once: copying a new one from the host for
+    every batch would make the host wait for the GPU."""
+    return torch.tensor(alibi_slopes(num_heads), dtype=torch.float32, device=device)
+
+
 def attention_bias(attention_mask: torch.Tensor, num_heads: int, dtype: torch.dtype) -> torch.Tensor:
     """Additive attention mask [B, heads, T, T]: the ALiBi bias -slope * |i - j| (float32, like the
     reference), and -inf for padded keys. Every query keeps its unpadded keys, so no row is all -inf."""
     length = attention_mask.shape[1]
     positions = torch.arange(length, device=attention_mask.device)
     distance = (positions[None, :] - positions[:, None]).abs()
-    slopes = torch.tensor(alibi_slopes(num_heads), dtype=torch.float32, device=attention_mask.device)
+    slopes = slopes_tensor(num_heads, attention_mask.device)
     alibi = (slopes[:, None, None] * -distance).to(dtype)
     padded_keys = ~attention_mask.bool()[:, None, None, :]
     return alibi[None].masked_fill(padded_keys, float("-inf"))
@@ -359,10 +375,17 @@ class DnabertEmbedder:
 
     Precision: float32 on CPU. On CUDA the default is float16 (pass dtype=torch.float32 for the
     original's precision); a sequence whose float16 vector is not finite is embedded again with a
-    float32 copy of the model, loaded from the weight file the first time it is needed."""
+    float32 copy of the model, loaded from the weight file the first time it is needed.
+    `compiled` runs each layer through torch.compile (see benchmarks/dnabert_throughput.py for what
+    it gains, and costs the first time)."""
 
     def __init__(
-        self, directory: Path, name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+        self,
+        directory: Path,
+        name: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        compiled: bool = False,
     ):
         self.directory = directory
         self.device = torch.device(device)
@@ -372,6 +395,9 @@ class DnabertEmbedder:
         self.tokenizer = load_dnabert_tokenizer(directory)
         self.pad_id = self.tokenizer.token_to_id("[PAD]")
         self.model = load_dnabert_model(directory, self.device, self.dtype)
+        if compiled:
+            for layer in self.model.encoder.layer:
+                layer.compile(dynamic=True)
         self.dim = self.model.config.hidden_size
         if self.tokenizer.get_vocab_size() > self.model.config.vocab_size:
             raise ModelFormatError(
@@ -383,59 +409,117 @@ class DnabertEmbedder:
 
     @classmethod
     def from_source(
-        cls, source: str = DEFAULT_DNABERT_SOURCE, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+        cls,
+        source: str = DEFAULT_DNABERT_SOURCE,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        compiled: bool = False,
     ) -> DnabertEmbedder:
         """`source` is a local directory (named after its last component) or a Hugging Face repo id
         (named after the id); see `resolve_dnabert_source`."""
         directory = resolve_dnabert_source(source)
         name = directory.resolve().name if Path(source).expanduser().is_dir() else source
-        return cls(directory, name, device, dtype)
+        return cls(directory, name, device, dtype, compiled)
 
     def tokenize(self, sequences: Sequence[str]) -> list[list[int]]:
         """Token ids per sequence, [CLS] ... [SEP], unpadded and untruncated."""
-        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(sequences))]
+        # The fast variant skips character offsets, which nothing here uses; the ids are the same.
+        return [encoding.ids for encoding in self.tokenizer.encode_batch_fast(list(sequences))]
 
-    def embed(self, sequences: Sequence[str], token_budget: int = DEFAULT_TOKEN_BUDGET) -> Embeddings:
-        """Embed `sequences` in length-sorted batches of at most `token_budget` tokens, padding included."""
+    def token_budget(self, longest: int) -> int:
+        """Tokens per batch: DEFAULT_TOKEN_BUDGET on the CPU; on a GPU, what a share of its free
+        memory holds for sequences of up to `longest` tokens, up to where bigger batches stop paying."""
+        if self.device.type != "cuda":
+            return DEFAULT_TOKEN_BUDGET
+        config = self.model.config
+        # Per token: hidden-width activations, plus one row of the [heads, T, T] attention bias.
+        elements = ACTIVATION_WIDTHS * config.hidden_size + config.num_attention_heads * longest
+        return memory_token_budget(self.device, elements * torch.finfo(self.dtype).bits // 8, MAX_GPU_TOKEN_BUDGET)
+
+    def embed(self, sequences: Sequence[str], token_budget: int | None = None) -> Embeddings:
+        """Embed `sequences` in length-sorted batches of at most `token_budget` tokens, padding
+        included (None: `token_budget()`).
+
+        The GPU does not wait for the host: sequences are tokenized TOKENIZE_CHUNK at a time on a
+        background thread while the GPU runs the previous chunk's batches; each batch goes to the
+        device from pinned memory and its vectors come back the same way, so the host only waits
+        for the GPU once, at the end."""
+        sequences = list(sequences)
+        chunk_starts = range(0, len(sequences), TOKENIZE_CHUNK)
+        in_batch_order = torch.empty((len(sequences), self.dim), pin_memory=self.device.type == "cuda")
+        rows, chunks, filled = [], [], 0
+        with ThreadPoolExecutor(1) as background:
+            tokenized = background.map(self._tokenized, (sequences[start : start + TOKENIZE_CHUNK] for start in chunk_starts))
+            for start, tokens in zip(chunk_starts, tokenized):
+                chunks.append((start, tokens))
+                budget = token_budget or self.token_budget(int(tokens.lengths.max()))
+                for batch in token_budget_batches(tokens.lengths, budget):
+                    in_batch_order[filled : filled + len(batch)].copy_(self._embed_batch(self.model, tokens, batch), non_blocking=True)
+                    rows.append(start + batch)
+                    filled += len(batch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        vectors = np.zeros((len(sequences), self.dim), dtype=np.float32)
+        if rows:
+            vectors[np.concatenate(rows)] = in_batch_order.numpy()
+        if self.dtype != torch.float32:
+            for start, tokens in chunks:
+                self._redo_non_finite_in_float32(vectors[start : start + len(tokens.lengths)], tokens, token_budget)
+        return Embeddings(vectors=vectors, tokens=int(sum(tokens.lengths.sum() for _, tokens in chunks)))
+
+    def _tokenized(self, sequences: list[str]) -> TokenizedSequences:
         token_ids = self.tokenize(sequences)
-        vectors = np.zeros((len(token_ids), self.dim), dtype=np.float32)
-        for batch in token_budget_batches([len(ids) for ids in token_ids], token_budget):
-            vectors[batch] = self._embed_batch([token_ids[i] for i in batch])
-        return Embeddings(vectors=vectors, tokens=sum(len(ids) for ids in token_ids))
+        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
+        ids = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
+        return TokenizedSequences(ids, np.cumsum(lengths) - lengths, lengths)
 
-    def _embed_batch(self, batch_ids: list[list[int]]) -> np.ndarray:
-        """Mean vectors of one batch; halves the batch on CUDA out-of-memory."""
-        try:
-            vectors = self._mean_hidden(self.model, batch_ids)
-        except torch.cuda.OutOfMemoryError:
-            if len(batch_ids) == 1:
-                raise
-            vectors = None
-        if vectors is None:  # outside the except block, so the failed attempt's tensors are freed
-            torch.cuda.empty_cache()
-            half = len(batch_ids) // 2
-            return np.concatenate([self._embed_batch(batch_ids[:half]), self._embed_batch(batch_ids[half:])])
-
+    def _redo_non_finite_in_float32(self, vectors: np.ndarray, tokens: TokenizedSequences, token_budget: int | None) -> None:
         non_finite = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-        if non_finite.size and self.dtype != torch.float32:
-            if self._float32_model is None:
-                self._float32_model = load_dnabert_model(self.directory, self.device, torch.float32)
-            vectors[non_finite] = self._mean_hidden(self._float32_model, [batch_ids[i] for i in non_finite])
-        return vectors
+        if non_finite.size == 0:
+            return
+        if self._float32_model is None:
+            self._float32_model = load_dnabert_model(self.directory, self.device, torch.float32)
+        budget = token_budget or self.token_budget(int(tokens.lengths.max()))
+        for batch in token_budget_batches(tokens.lengths[non_finite], budget):
+            vectors[non_finite[batch]] = self._embed_batch(self._float32_model, tokens, non_finite[batch]).cpu().numpy()
+
+    def _embed_batch(self, model: DnabertModel, tokens: TokenizedSequences, batch: np.ndarray) -> torch.Tensor:
+        """Mean vectors of one batch, float32 on the device; halves the batch on CUDA out-of-memory."""
+        try:
+            return self._mean_hidden(model, tokens, batch)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+        # Split outside the except block, so the failed attempt's tensors are freed first.
+        torch.cuda.empty_cache()
+        half = len(batch) // 2
+        return torch.cat([self._embed_batch(model, tokens, batch[:half]), self._embed_batch(model, tokens, batch[half:])])
 
     @torch.inference_mode()
-    def _mean_hidden(self, model: DnabertModel, batch_ids: list[list[int]]) -> np.ndarray:
+    def _mean_hidden(self, model: DnabertModel, tokens: TokenizedSequences, batch: np.ndarray) -> torch.Tensor:
         """Right-padded batch through `model`; float32 mean of the hidden states over unpadded tokens."""
-        lengths = [len(ids) for ids in batch_ids]
-        input_ids = np.full((len(batch_ids), max(lengths)), self.pad_id, dtype=np.int64)
-        for row, ids in enumerate(batch_ids):
-            input_ids[row, : len(ids)] = ids
-        input_ids = torch.from_numpy(input_ids).to(self.device)
-        positions = torch.arange(input_ids.shape[1], device=self.device)
-        attention_mask = positions[None, :] < torch.tensor(lengths, device=self.device)[:, None]
+        lengths = tokens.lengths[batch]
+        input_ids = ragged_rows(tokens.ids, tokens.starts, tokens.lengths, batch, fill=self.pad_id, width=int(lengths.max()))
+        attention_mask = np.arange(input_ids.shape[1]) < lengths[:, None]
+        weights = (attention_mask / lengths[:, None]).astype(np.float32)
+        input_ids, attention_mask, weights = (
+            self._to_device(array) for array in (input_ids, attention_mask, weights)
+        )
         hidden = model(input_ids, attention_mask)
-        summed = hidden.masked_fill(~attention_mask[..., None], 0).sum(dim=1, dtype=torch.float32)
-        return (summed / attention_mask.sum(dim=1, keepdim=True)).cpu().numpy()
+        return torch.bmm(weights[:, None, :], hidden.float())[:, 0]
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class TokenizedSequences:
+    ids: np.ndarray  # token ids of all sequences, concatenated
+    starts: np.ndarray  # where each sequence begins in `ids`
+    lengths: np.ndarray  # tokens per sequence, [CLS] and [SEP] included
 
 
 SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")  # ids 0..4, as in DNABERT-2
@@ -449,11 +533,13 @@ def write_tiny_dnabert(
     num_heads: int = 4,
     vocab_size: int = 256,
     seed: int = 0,
+    intermediate_size: int | None = None,
 ) -> Path:
     """Write a small random DNABERT-2 in the Hugging Face layout (config.json, model.safetensors,
     tokenizer.json), for tests and the offline demo. Its BPE tokenizer is trained on
     `training_text` with DNABERT-2's special tokens and [CLS] ... [SEP] template; it is not the real
-    vocabulary, and the weights mean nothing."""
+    vocabulary, and the weights mean nothing. The MLP is 2 x hidden wide unless `intermediate_size`
+    says otherwise (DNABERT-S: hidden 768, 12 layers, 12 heads, intermediate 3072, vocabulary 4096)."""
     from tokenizers import models, processors, trainers
 
     directory = Path(directory)
@@ -470,7 +556,7 @@ def write_tiny_dnabert(
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         vocab_size=vocab_size,
     )
     generator = torch.Generator().manual_seed(seed)

@@ -1,0 +1,86 @@
+"""What the GPU benchmarks share: inputs cut from real genomes, timing, the matmul ceiling, agreement."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from benchmarks.common import genome_files
+from virnucpro_assets.demo.reads import cut_reads, load_genomes
+
+# The issue's two workloads: 150-bp reads (one chunk, proteins of ~50 residues) and 500-bp chunks.
+READ_LENGTHS = (150, 500)
+CHUNK_LENGTH = 500
+
+
+def kept_pairs(reads: int, read_length: int, genomes: Path | None = None) -> pa.Table:
+    """translated_proteins rows (nucleotide + protein of each stop-free frame) of `reads` reads cut
+    from real genomes (all of `genomes`/*/*.fna.gz, else benchmarks.common's choice)."""
+    from virnucpro_assets.sequences.translation import translate_reads
+
+    files = sorted(genomes.glob("*/*.fna.gz")) if genomes else genome_files()
+    cut = cut_reads(load_genomes(files), count=reads, lengths=(read_length,), seed=read_length)
+    return translate_reads([r for r, _ in cut], [s for _, s in cut], CHUNK_LENGTH)
+
+
+def tokenizer_training_text(genomes: list[tuple[str, str]], piece: int = 1000, per_genome: int = 200_000) -> list[str]:
+    """Pieces of the genomes to train a DNABERT-sized BPE vocabulary on in seconds (whole genomes as
+    single words take BPE training minutes); 500-bp chunks come out at ~100 tokens, as with DNABERT-S."""
+    return [sequence[i : i + piece] for _, sequence in genomes for i in range(0, min(len(sequence), per_genome), piece)]
+
+
+def seconds(work: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    """Wall time of `work`, all its device work included, and its result."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = work()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> float:
+    """Median rate of a bf16 size³ matrix product (fp32 on the CPU), rotating over three input pairs
+    so that no repeat finds its inputs in cache; random inputs, never zeros."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    pairs = [(torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)) for _ in range(3)]
+    for a, b in pairs:
+        a @ b
+    times = []
+    for i in range(repeats):
+        a, b = pairs[i % 3]
+        elapsed, _ = seconds(lambda: a @ b, device)
+        times.append(elapsed)
+    return 2 * size**3 / statistics.median(times) / 1e12
+
+
+def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity (float64)."""
+    a, b = vectors.astype(np.float64), reference.astype(np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def agreement(vectors: np.ndarray, reference: np.ndarray) -> dict:
+    """How closely `vectors` follow `reference`: every row finite, min/mean cosine, max abs diff."""
+    finite = bool(np.isfinite(vectors).all())
+    similarity = cosines(vectors, reference) if finite else np.array([float("nan")])
+    return {
+        "finite": finite,
+        "min_cosine": round(float(similarity.min()), 6),
+        "mean_cosine": round(float(similarity.mean()), 6),
+        "max_abs_diff": float(np.abs(vectors - reference).max()) if finite else None,
+    }
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -1,0 +1,193 @@
+"""Whole-pipeline wall time on one device: reads cut from real genomes through every asset, ingest to
+report, through Dagster (in-process runs on a sqlite instance), with full-size random-weight models
+in the real on-disk formats (fair-esm 3B checkpoint stored in fp16 as the hub's are, DNABERT-2 in the
+Hugging Face layout, the classifier in the native format).
+
+    python -m benchmarks.pipeline [--reads 200000,20000] [--read-length 150] [--shards 8] [--tiny]
+    python -m benchmarks.pipeline --refit saved_output.jsonl
+
+Each sample size is a sample of its own. One JSON line per asset and size: wall seconds over all its
+partitions, and for the GPU steps the seconds spent loading the model, embedding, and the rest
+(Dagster, Parquet in and out: the overhead). Then each asset's wall time is fit as steps x fixed +
+reads x per-read (see `extrapolate`) and projected to 1M and 22M reads at the default 8 shards,
+assets one after another on one GPU as here; the model-load share of a GPU step is given at that
+shard size (1M reads / 8 shards).
+The embedding stages run at whatever rate the embedders reach; benchmarks/esm2_throughput.py and
+dnabert_throughput.py say how close that is to the GPU's limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import emit, genome_files
+from benchmarks.gpu_common import tokenizer_training_text
+from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
+
+ASSETS = ["sample_reads", "translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions", "sample_report"]
+SAMPLE_ASSETS = {"sample_reads", "sample_report"}
+GPU_ASSETS = {"dnabert_embeddings", "esm2_embeddings"}
+CHUNK_LENGTH = 500
+PROJECTED_READS = (1_000_000, 22_000_000)
+DEFAULT_SHARDS = 8
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reads", type=lambda s: [int(x) for x in s.split(",")], default=[200_000, 20_000],
+                        help="sample sizes, at least two for the extrapolation")
+    parser.add_argument("--read-length", type=int, default=150)
+    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS)
+    parser.add_argument("--tiny", action="store_true", help="the demo's tiny models (CPU smoke runs)")
+    parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
+    parser.add_argument("--workdir", type=Path, help="where models, instance and store go (default: a temporary folder)")
+    parser.add_argument("--refit", type=Path, help="only redo the fit and projection from a run's saved output")
+    args = parser.parse_args()
+    if args.refit:
+        refit(args.refit)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        run(args, args.workdir or Path(scratch))
+
+
+def run(args, workdir: Path) -> None:
+    genomes = load_genomes(sorted(args.genomes.glob("*/*.fna.gz")) if args.genomes else genome_files())
+    started = time.perf_counter()
+    models = write_models(workdir / "models", genomes, args.tiny)
+    emit(benchmark="pipeline", models_written_s=round(time.perf_counter() - started, 1), tiny=args.tiny)
+
+    # The code location reads these when it is imported.
+    os.environ.update({
+        "VIRNUCPRO_SHARDS": str(args.shards),
+        "VIRNUCPRO_CHUNK_LENGTH": str(CHUNK_LENGTH),
+        "VIRNUCPRO_STORE": str(workdir / "store"),
+        "VIRNUCPRO_DNABERT_MODEL": str(models["dnabert"]),
+        "VIRNUCPRO_ESM2_MODEL": str(models["esm2"]),
+        "VIRNUCPRO_CLASSIFIER": str(models["classifier"]),
+    })
+    import dagster as dg
+
+    from virnucpro_assets.definitions import defs
+    from virnucpro_assets.models.identity import hash_files
+    from virnucpro_assets.pipeline.gpu import GpuResource
+    from virnucpro_assets.pipeline.models import ModelsResource
+    from virnucpro_assets.pipeline.partitions import SAMPLES, shard_keys
+    from virnucpro_assets.pipeline.resources import StoreResource, TranslationSettings
+    from virnucpro_assets.samples import SampleRegistry
+
+    hash_files([models["esm2"]])  # a user's first run hashes the checkpoint once; every later step finds it cached
+    (workdir / "dagster_home").mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.local_temp(str(workdir / "dagster_home"))
+    # Also given here, for when the code location was imported before the variables above were set.
+    resources = {
+        **defs.resources,
+        "store": StoreResource(root=str(workdir / "store")),
+        "translation": TranslationSettings(chunk_length=CHUNK_LENGTH),
+        "models": ModelsResource(dnabert=str(models["dnabert"]), esm2=str(models["esm2"]), classifier=str(models["classifier"])),
+        "gpu": GpuResource(lease_dir=str(workdir / "leases")),
+    }
+
+    fits = {}
+    for reads in args.reads:
+        sample = f"reads{reads}"
+        path = workdir / f"{sample}.fasta"
+        write_fasta(cut_reads(genomes, count=reads, lengths=(args.read_length,), seed=reads), path)
+        SampleRegistry(workdir / "store").register(path, sample)
+        instance.add_dynamic_partitions(SAMPLES, [sample])
+        total = 0.0
+        for asset in ASSETS:
+            partitions = [sample] if asset in SAMPLE_ASSETS else [dg.MultiPartitionKey({"sample": sample, "shard": s}) for s in shard_keys]
+            wall, loads, embeds = 0.0, 0.0, 0.0
+            for partition in partitions:
+                start = time.perf_counter()
+                result = dg.materialize(list(defs.assets), instance=instance, resources=resources, selection=[asset],
+                                        partition_key=str(partition), run_config=QUIET)
+                wall += time.perf_counter() - start
+                for event in result.get_asset_materialization_events():
+                    metadata = event.materialization.metadata
+                    if asset in GPU_ASSETS:
+                        loads += metadata["model_load_s"].value
+                        embeds += metadata["embed_s"].value
+            total += wall
+            line = {"benchmark": "pipeline", "reads": reads, "asset": asset, "steps": len(partitions), "wall_s": round(wall, 2)}
+            if asset in GPU_ASSETS:
+                line.update(model_load_s=round(loads, 2), embed_s=round(embeds, 2), overhead_s=round(wall - loads - embeds, 2))
+            emit(**line)
+            fits.setdefault(asset, []).append((reads, wall, len(partitions), loads, embeds))
+        emit(benchmark="pipeline", reads=reads, shards=len(shard_keys), total_wall_s=round(total, 2))
+    if len(args.reads) >= 2:
+        extrapolate(fits)
+
+
+def extrapolate(fits: dict) -> None:
+    """Per asset, wall = steps x fixed + reads x per_read, projected to PROJECTED_READS at
+    DEFAULT_SHARDS shards. GPU steps: per_read is the embedding time of the largest sample per read
+    (it grows with tokens), fixed is model load plus Dagster and Parquet per step, the larger of the
+    samples' (the first sample's steps also pay the process's CUDA start-up, as each run process does).
+    CPU assets: the line through the smallest and largest sample."""
+    projected = dict.fromkeys(PROJECTED_READS, 0.0)
+    for asset, points in fits.items():
+        (big, big_wall, steps, big_load, big_embed), (small, small_wall, *_rest) = max(points), min(points)
+        if asset in GPU_ASSETS:
+            per_read = big_embed / big
+            fixed_per_step = max((wall - embed) / steps for _, wall, steps, _, embed in points)
+        else:
+            per_read = (big_wall - small_wall) / (big - small)
+            fixed_per_step = max(0.0, (big_wall - per_read * big) / steps)
+        default_steps = 1 if asset in SAMPLE_ASSETS else DEFAULT_SHARDS
+        line = {"benchmark": "pipeline_fit", "asset": asset, "fixed_s_per_step": round(fixed_per_step, 2),
+                "per_million_reads_s": round(per_read * 1e6, 1)}
+        if asset in GPU_ASSETS:
+            load_per_step = max(load / steps for _, _, steps, load, _ in points)
+            embed_per_step = per_read * PROJECTED_READS[0] / DEFAULT_SHARDS
+            line.update(model_load_s_per_step=round(load_per_step, 2),
+                        embed_s_per_step_at_1M_reads_8_shards=round(embed_per_step, 1),
+                        model_load_share_at_1M_reads_8_shards=round(load_per_step / (load_per_step + embed_per_step), 3))
+        emit(**line)
+        for reads in projected:
+            projected[reads] += default_steps * fixed_per_step + per_read * reads
+    for reads, seconds in projected.items():
+        emit(benchmark="pipeline_projection", reads=reads, shards=DEFAULT_SHARDS, devices=1,
+             wall_s=round(seconds), wall_min=round(seconds / 60, 1))
+
+
+def refit(path: Path) -> None:
+    """extrapolate() again from the per-asset lines a run printed (saved as JSON lines)."""
+    fits = {}
+    for line in map(json.loads, path.read_text().splitlines()):
+        if line.get("benchmark") == "pipeline" and "asset" in line:
+            fits.setdefault(line["asset"], []).append(
+                (line["reads"], line["wall_s"], line["steps"], line.get("model_load_s", 0.0), line.get("embed_s", 0.0))
+            )
+    extrapolate(fits)
+
+
+def write_models(directory: Path, genomes: list[tuple[str, str]], tiny: bool) -> dict[str, Path]:
+    from virnucpro_assets.demo import GENOMES
+    from virnucpro_assets.demo.models import build_demo_models
+    from virnucpro_assets.models.classifier import write_demo_classifier
+    from virnucpro_assets.models.dnabert2 import write_tiny_dnabert
+    from virnucpro_assets.models.esm2 import write_tiny_esm2_checkpoint
+
+    if tiny:
+        demo = build_demo_models(directory, GENOMES, CHUNK_LENGTH)
+        return {"dnabert": demo.dnabert, "esm2": demo.esm2, "classifier": demo.classifier}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    esm2 = write_tiny_esm2_checkpoint(directory / "esm2_t36_3B_random.pt", 36, 2560, 40, dtype=torch.float16, device=device)
+    dnabert = write_tiny_dnabert(directory / "dnabert_s_random", tokenizer_training_text(genomes), hidden_size=768, num_layers=12,
+                                 num_heads=12, vocab_size=4096, intermediate_size=3072)
+    classifier = directory / f"classifier_{CHUNK_LENGTH}.safetensors"
+    write_demo_classifier(classifier, CHUNK_LENGTH, seed=11, feature_width=768 + 2560)
+    return {"dnabert": dnabert, "esm2": esm2, "classifier": classifier}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The GPU benchmarks run on the CPU with tiny models and print what they promise. Speed is measured
+on a GPU by running them (see README, "GPU speed and precision"), never here."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from benchmarks import dnabert_throughput, esm2_throughput, pipeline
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
+    monkeypatch.setattr(sys, "argv", [module.__name__, *map(str, arguments)])
+    module.main()
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def by_variant(lines: list[dict]) -> dict[str, dict]:
+    return {line["variant"]: line for line in lines if "variant" in line}
+
+
+def test_esm2_throughput(monkeypatch, capsys):
+    lines = run(
+        esm2_throughput, monkeypatch, capsys, "--device", "cpu", "--layers", 1, "--dim", 16, "--heads", 2,
+        "--reads", 30, "--read-lengths", 150, "--budgets", 1024, "--original-batches", 1, "--matmul-size", 64, "--no-bf16",
+    )
+    assert lines[0]["benchmark"] == "matmul_peak"
+    variants = by_variant(lines)
+    assert set(variants) == {"original (fair-esm fp32, 2048-token batches, subset)", "project fp32 (single pass)", "project fp16 budget 1024"}
+    assert variants["project fp32 (single pass)"]["fair_esm_vs_project_fp32"]["min_cosine"] >= 0.9999
+    half = variants["project fp16 budget 1024"]
+    assert half["vs_fp32"]["finite"] and half["vs_fp32"]["min_cosine"] >= 0.999
+    assert {"tokens_per_s", "sequences_per_s", "fraction_of_matmul_peak", "ratio_to_original"} <= set(half)
+
+
+def test_dnabert_throughput(monkeypatch, capsys):
+    lines = run(
+        dnabert_throughput, monkeypatch, capsys, "--device", "cpu", "--hidden", 16, "--layers", 1, "--heads", 2,
+        "--vocab", 64, "--reads", 30, "--read-lengths", 150, "--budgets", 1024, "--original-sequences", 3,
+        "--matmul-size", 64, "--no-bf16",
+    )
+    variants = by_variant(lines)
+    assert variants["project fp32 (single pass)"]["original_vs_project_fp32"]["min_cosine"] >= 0.9999
+    half = variants["project fp16 budget 1024"]
+    assert half["vs_fp32"]["finite"] and half["vs_fp32"]["min_cosine"] >= 0.999
+
+
+def test_pipeline(monkeypatch, capsys, tmp_path):
+    for variable in ("VIRNUCPRO_SHARDS", "VIRNUCPRO_CHUNK_LENGTH", "VIRNUCPRO_STORE", "VIRNUCPRO_DNABERT_MODEL",
+                     "VIRNUCPRO_ESM2_MODEL", "VIRNUCPRO_CLASSIFIER"):
+        monkeypatch.setenv(variable, "")  # the benchmark sets them; monkeypatch puts them back
+    lines = run(pipeline, monkeypatch, capsys, "--tiny", "--reads", "20,8", "--shards", 1, "--workdir", tmp_path)
+
+    walls = {(line["reads"], line["asset"]): line for line in lines if line["benchmark"] == "pipeline" and "asset" in line}
+    assert {asset for _, asset in walls} == set(pipeline.ASSETS)
+    assert walls[(20, "esm2_embeddings")]["embed_s"] > 0
+    projections = [line for line in lines if line["benchmark"] == "pipeline_projection"]
+    assert [line["reads"] for line in projections] == list(pipeline.PROJECTED_READS)
+    assert (tmp_path / "store" / "sample_report" / "sample=reads20").is_dir()
