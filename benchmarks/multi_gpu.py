@@ -32,7 +32,8 @@ from benchmarks.pipeline import write_models
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+# Modules rather than console scripts, so that the benchmark also runs from a PYTHONPATH (the device).
+COMMANDS = {"virnucpro-assets": "virnucpro_assets.cli", "dagster": "dagster", "dagster-daemon": "dagster._daemon"}
 GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
 SAMPLE = "bench"
 
@@ -46,12 +47,14 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the demo's tiny models")
     parser.add_argument("--fake-devices", type=int, help="simulate this many CPU-backed devices")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.workdir or Path(scratch)
-        models = write_models(workdir / "models", load_genomes(genome_files()), args.tiny)
+        genomes = load_genomes(sorted(args.genomes.glob("*/*.fna.gz")) if args.genomes else genome_files())
+        models = write_models(workdir / "models", genomes, args.tiny)
         reads = workdir / f"{SAMPLE}.fasta"
-        write_fasta(cut_reads(load_genomes(genome_files()), count=args.reads, lengths=(args.read_length,), seed=6), reads)
+        write_fasta(cut_reads(genomes, count=args.reads, lengths=(args.read_length,), seed=6), reads)
         os.environ.update(
             {
                 "VIRNUCPRO_SHARDS": str(args.shards),
@@ -92,14 +95,14 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
     env = {**os.environ, **devices_env, "DAGSTER_HOME": str(home), "VIRNUCPRO_STORE": str(root / "store")}
 
     def cli(*command: str) -> None:
-        subprocess.run([str(BIN / command[0]), *command[1:]], env=env, cwd=CHECKOUT, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", COMMANDS[command[0]], *command[1:]], env=env, cwd=CHECKOUT, check=True, capture_output=True)
 
     cli("virnucpro-assets", "init")
     cli("virnucpro-assets", "add-sample", str(reads), "--name", SAMPLE)
     cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", SAMPLE)
     shards = [f"{i:03d}" for i in range(int(os.environ["VIRNUCPRO_SHARDS"]))]
     daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(CHECKOUT / "workspace.yaml")],
+        [sys.executable, "-m", COMMANDS["dagster-daemon"], "run", "-w", str(CHECKOUT / "workspace.yaml")],
         env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     import dagster as dg
