@@ -8,6 +8,8 @@
 | VIRNUCPRO_DNABERT_MODEL | zhihan1996/DNABERT-S | Hugging Face repo id or local directory |
 | VIRNUCPRO_ESM2_MODEL | esm2_t36_3B_UR50D | fair-esm model name or checkpoint file |
 | VIRNUCPRO_CLASSIFIER | (none) | classifier file: 300_model.pth / 500_model.pth or native .safetensors |
+| VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
+| VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
 """
 
 from __future__ import annotations
@@ -20,22 +22,39 @@ from virnucpro_assets.sequences.chunking import SUPPORTED_CHUNK_LENGTHS
 
 DEFAULT_SHARDS = 8
 DEFAULT_CHUNK_LENGTH = 500
+DEFAULT_SENSOR_INTERVAL = 30
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
 
 
 def store_root() -> Path:
-    if os.environ.get("VIRNUCPRO_STORE"):
-        return Path(os.environ["VIRNUCPRO_STORE"]).expanduser()
+    return _directory("VIRNUCPRO_STORE", "store")
+
+
+def inbox_dir() -> Path:
+    return _directory("VIRNUCPRO_INBOX", "inbox")
+
+
+def _directory(variable: str, name: str) -> Path:
+    """$variable if set, else <name> under $DAGSTER_HOME, else under ~/.virnucpro."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable]).expanduser()
     if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"]).expanduser() / "store"
-    return Path.home() / ".virnucpro" / "store"
+        return Path(os.environ["DAGSTER_HOME"]).expanduser() / name
+    return Path.home() / ".virnucpro" / name
 
 
 def shard_count() -> int:
     value = os.environ.get("VIRNUCPRO_SHARDS", str(DEFAULT_SHARDS))
     if not value.isdigit() or not 1 <= int(value) <= 1000:
         raise ConfigurationError(f"VIRNUCPRO_SHARDS={value!r}: give a whole number of shards from 1 to 1000")
+    return int(value)
+
+
+def sensor_interval() -> int:
+    value = os.environ.get("VIRNUCPRO_SENSOR_INTERVAL", str(DEFAULT_SENSOR_INTERVAL))
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(f"VIRNUCPRO_SENSOR_INTERVAL={value!r}: give a whole number of seconds, at least 1")
     return int(value)
 
 

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from virnucpro_assets.pipeline.assets.embeddings import dnabert_embeddings, esm2_embeddings
 from virnucpro_assets.pipeline.assets.ingest import sample_reads, translated_proteins
+from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.models import ModelsResource, classifier_version, default_models
 from virnucpro_assets.pipeline.partitions import from_sample, sample_and_shard, sample_shard_partitions, samples_partitions, shard_keys
 from virnucpro_assets.pipeline.resources import StoreResource, TranslationSettings
@@ -22,6 +23,7 @@ PREDICTION_COLUMNS = ["pair_id", "read_id", "chunk_id", "prediction", "score1", 
 
 @dg.asset(
     partitions_def=sample_shard_partitions,
+    automation_condition=follows_upstream,
     deps=[translated_proteins, dnabert_embeddings, esm2_embeddings],
     group_name="classification",
     kinds={"parquet"},
@@ -45,6 +47,7 @@ _configured = default_models()
 
 @dg.asset(
     partitions_def=sample_shard_partitions,
+    automation_condition=follows_upstream,
     deps=[merged_features, translated_proteins],
     group_name="classification",
     kinds={"pytorch", "parquet"},
@@ -84,6 +87,7 @@ def predictions(
 
 @dg.asset(
     partitions_def=samples_partitions,
+    automation_condition=follows_upstream,
     deps=[sample_reads, dg.AssetDep(predictions, partition_mapping=from_sample)],
     group_name="classification",
     kinds={"parquet", "csv"},

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from virnucpro_assets.pipeline.assets.ingest import translated_proteins
+from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, default_models, esm2_version
 from virnucpro_assets.pipeline.partitions import sample_and_shard, sample_shard_partitions
@@ -47,6 +48,7 @@ def embed_shard(context, store: StoreResource, gpu: GpuResource, models: ModelsR
 
 @dg.asset(
     partitions_def=sample_shard_partitions,
+    automation_condition=follows_upstream,
     deps=[translated_proteins],
     pool=GPU_POOL,
     group_name="embeddings",
@@ -72,6 +74,7 @@ def dnabert_embeddings(
 
 @dg.asset(
     partitions_def=sample_shard_partitions,
+    automation_condition=follows_upstream,
     deps=[translated_proteins],
     pool=GPU_POOL,
     group_name="embeddings",

@@ -4,6 +4,7 @@ import dagster as dg
 import numpy as np
 import pyarrow.compute as pc
 
+from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.partitions import (
     from_sample,
     sample_and_shard,
@@ -53,6 +54,7 @@ def sample_reads(context: dg.AssetExecutionContext, store: StoreResource) -> dg.
 
 @dg.asset(
     partitions_def=sample_shard_partitions,
+    automation_condition=follows_upstream,
     deps=[dg.AssetDep(sample_reads, partition_mapping=from_sample)],
     group_name="ingest",
     kinds={"parquet"},

@@ -1,0 +1,34 @@
+"""Declarative automation: every asset after `sample_reads` follows its upstream on its own.
+
+Once a sample's `sample_reads` is materialized (by the inbox sensor, the CLI or the UI), the
+automation sensor requests, per shard, one run holding that shard's whole chain
+(translated_proteins → both embeddings → merged_features → predictions, with their checks), and,
+once every shard's predictions exist and no shard is still running, one run of `sample_report`.
+A partition whose upstream failed, is missing or failed a blocking check is not requested.
+"""
+
+import dagster as dg
+
+from virnucpro_assets import settings
+
+# An upstream partition is trusted once its blocking checks passed, or when it runs in the same run
+# (there, a failed blocking check stops the steps after it). Written as "no upstream partition is
+# untrusted" because any_/all_deps_match look at each upstream asset as a whole: for sample_report,
+# `all_deps_match` would be satisfied by a single good shard of predictions.
+untrusted = ~(
+    dg.AutomationCondition.will_be_requested()
+    | dg.AutomationCondition.all_checks_match(dg.AutomationCondition.check_passed(), blocking_only=True)
+)
+deps_checked = (~dg.AutomationCondition.any_deps_match(untrusted)).with_label("no upstream blocking check failed")
+
+follows_upstream = (dg.AutomationCondition.eager() & deps_checked).with_label("eager, on checked upstream")
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "virnucpro_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=settings.sensor_interval(),
+    # One run per partition with its whole chain, rather than a backfill that runs stage by stage.
+    emit_backfills=False,
+    description="Materializes every asset whose upstream changed (see virnucpro_assets.pipeline.automation).",
+)

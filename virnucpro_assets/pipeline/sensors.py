@@ -1,0 +1,131 @@
+"""What starts runs without a click: the inbox sensor, and a schedule that retries failed partitions.
+
+The inbox (VIRNUCPRO_INBOX, default $DAGSTER_HOME/inbox) takes FASTA/FASTQ files, plain or gzipped.
+A file is taken once its size and modification time are the same at two evaluations in a row, so a
+file still being copied waits; names starting with '.' or ending in .tmp/.part are never looked at,
+so writing under such a name and renaming into place is always safe. A taken file is registered as
+`virnucpro-assets add-sample` would (the same content under any name is one sample) and its
+`sample_reads` run is started; declarative automation does the rest (see automation.py).
+
+A file that cannot be registered (unreadable, not FASTA/FASTQ, a name taken by other content) is
+reported once, in the sensor's tick log and as an observation of `sample_reads` naming the file and
+the reason, and is looked at again only if it changes. The sensor's cursor, which survives daemon
+restarts, holds what it knows of each file now in the inbox, as JSON:
+`{"<file name>": {"signature": [size, mtime_ns], "state": "waiting" | "registered" | "rejected", ...}}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+
+from virnucpro_assets import settings
+from virnucpro_assets.errors import VirnucproError
+from virnucpro_assets.pipeline.assets.ingest import sample_reads
+from virnucpro_assets.pipeline.partitions import SAMPLES, samples_partitions
+from virnucpro_assets.pipeline.resources import StoreResource
+from virnucpro_assets.samples import SampleRegistry
+
+IGNORED_SUFFIXES = (".tmp", ".part")
+
+
+def inbox_files(inbox: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in inbox.iterdir()
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(IGNORED_SUFFIXES)
+    )
+
+
+def signature(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def take(context: dg.SensorEvaluationContext, registry: SampleRegistry, path: Path, current: list[int]) -> dict:
+    """Register a complete file; its cursor entry says as which sample, or why it was rejected."""
+    try:
+        sample, created = registry.register(path)
+    except Exception as error:  # one bad file must never stop the others; its reason is reported
+        reason = str(error) if isinstance(error, VirnucproError) else f"{type(error).__name__}: {error}"
+        context.log.error(f"inbox file {path.name} rejected: {reason}")
+        return {"signature": current, "state": "rejected", "reason": reason}
+    context.log.info(f"inbox file {path.name} is sample {sample.name!r}" + ("" if created else f", registered before from {sample.path}"))
+    return {"signature": current, "state": "registered", "sample": sample.name}
+
+
+@dg.sensor(
+    target=sample_reads,
+    minimum_interval_seconds=settings.sensor_interval(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Registers each complete FASTA/FASTQ file dropped into the inbox as a sample and starts "
+        "its sample_reads run; files still being written wait, bad files are reported once."
+    ),
+)
+def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
+    inbox = settings.inbox_dir()
+    inbox.mkdir(parents=True, exist_ok=True)
+    known = json.loads(context.cursor) if context.cursor else {}
+    files = {}
+    new_samples: list[str] = []
+    rejections: list[dg.AssetObservation] = []
+    for path in inbox_files(inbox):
+        current = signature(path)
+        before = known.get(path.name)
+        if before is None or before["signature"] != current:
+            files[path.name] = {"signature": current, "state": "waiting"}
+        elif before["state"] != "waiting":
+            files[path.name] = before
+        else:
+            files[path.name] = entry = take(context, store.registry, path, current)
+            if entry["state"] == "rejected":
+                rejections.append(
+                    dg.AssetObservation(
+                        asset_key=sample_reads.key,
+                        description=f"inbox file {path.name} rejected",
+                        metadata={"rejected_file": dg.MetadataValue.path(str(path)), "reason": entry["reason"]},
+                    )
+                )
+            elif entry["sample"] not in new_samples and not context.instance.has_dynamic_partition(SAMPLES, entry["sample"]):
+                new_samples.append(entry["sample"])
+    waiting = sorted(name for name, file in files.items() if file["state"] == "waiting")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=name, run_key=name, tags={"virnucpro/source": "inbox"}) for name in new_samples],
+        dynamic_partitions_requests=[samples_partitions.build_add_request(new_samples)] if new_samples else [],
+        asset_events=rejections,
+        cursor=json.dumps(files, sort_keys=True),
+        skip_reason=None if new_samples else f"no new complete file in {inbox}" + (f"; waiting for {', '.join(waiting)}" if waiting else ""),
+    )
+
+
+@dg.schedule(
+    cron_schedule="0 * * * *",
+    # Dagster's implicit job of all assets, which the UI launches materializations with: the one
+    # job whose runs may select assets of either partitions definition (sample, sample × shard).
+    job_name="__ASSET_JOB",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=(
+        "Hourly, when turned on: re-runs every asset partition whose latest materialization failed, "
+        "one run per partition; automation then refreshes what lies downstream."
+    ),
+)
+def retry_failed_partitions(context: dg.ScheduleEvaluationContext):
+    failed: dict[str, list[dg.AssetKey]] = defaultdict(list)
+    for key, asset in context.repository_def.assets_defs_by_key.items():
+        if asset.partitions_def is None:
+            continue
+        partitions = asset.partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
+        statuses = context.instance.get_status_by_partition(key, partitions, asset.partitions_def) or {}
+        for partition, status in statuses.items():
+            if status == dg.AssetPartitionStatus.FAILED:
+                failed[partition].append(key)
+    if not failed:
+        return dg.SkipReason("no partition's latest materialization failed")
+    return [
+        dg.RunRequest(partition_key=partition, asset_selection=keys, tags={"virnucpro/source": "retry"})
+        for partition, keys in sorted(failed.items())
+    ]

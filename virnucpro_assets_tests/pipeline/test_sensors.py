@@ -1,0 +1,272 @@
+"""The inbox sensor, declarative automation and the retry schedule: evaluated tick by tick as the
+daemon would, against an ephemeral instance, and at the end for real, with the daemon running."""
+
+import json
+import threading
+from contextlib import contextmanager
+
+import dagster as dg
+import pytest
+
+from virnucpro_assets.definitions import defs
+from virnucpro_assets.demo.reads import write_fasta, write_fastq
+from virnucpro_assets.models.classifier import Classifier
+from virnucpro_assets.pipeline.models import ModelsResource
+from virnucpro_assets.pipeline.partitions import SAMPLES
+from virnucpro_assets.pipeline.resources import StoreResource
+from virnucpro_assets.pipeline.sensors import inbox_sensor, retry_failed_partitions
+from virnucpro_assets_tests.daemon import Instance, wait_for
+from virnucpro_assets_tests.pipeline.checked import CheckedPipeline
+from virnucpro_assets_tests.pipeline.conftest import SHARD_ASSETS
+
+# A limit for a failing test, not a speed target: alone on two cores this test takes about a minute.
+PROCESS_TIMEOUT_S = 300
+READS = ">r1\nATGAAACCCGGGTTTAAACCCGGGTTT\n>r2\nATGCCCAAAGGGTTTCCCAAAGGG\n"
+
+
+class Inbox:
+    """The inbox sensor of an ephemeral instance; each tick starts from the stored JSON cursor alone,
+    as after a daemon restart, and its partition requests are applied as the daemon applies them."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.path = tmp_path / "inbox"
+        monkeypatch.setenv("VIRNUCPRO_INBOX", str(self.path))
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.store = StoreResource(root=str(tmp_path / "store"))
+        self.cursor = None
+
+    def tick(self) -> dg.SensorResult:
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources={"store": self.store})
+        result = inbox_sensor(context)
+        for request in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        self.cursor = result.cursor
+        return result
+
+    def ticks_until_taken(self) -> list[dg.SensorResult]:
+        """Two ticks: one to see each file, one to find it unchanged."""
+        return [self.tick(), self.tick()]
+
+    def drop(self, name: str, text: str = READS):
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    @property
+    def samples(self) -> list[str]:
+        return sorted(self.instance.get_dynamic_partitions(SAMPLES))
+
+
+def started(result: dg.SensorResult) -> list[str]:
+    return [request.partition_key for request in result.run_requests]
+
+
+@pytest.fixture
+def inbox(tmp_path, monkeypatch):
+    return Inbox(tmp_path, monkeypatch)
+
+
+def test_a_file_is_taken_once_it_stops_changing_and_only_once(inbox):
+    path = inbox.drop("lib1.fastq", "@r1\nACGTACGT\n+\nIIIIIIII\n")
+    assert started(inbox.tick()) == []
+    with open(path, "a") as handle:
+        handle.write("@r2\nGGGGCCCC\n+\nIIIIIIII\n")
+    growing = inbox.tick()
+    assert started(growing) == [] and "waiting for lib1.fastq" in growing.skip_reason.skip_message
+    taken = inbox.tick()
+    assert started(taken) == ["lib1"] and inbox.samples == ["lib1"]
+    assert taken.run_requests[0].tags["virnucpro/source"] == "inbox"
+    assert started(inbox.tick()) == [] and inbox.samples == ["lib1"]
+    assert json.loads(inbox.cursor)["lib1.fastq"]["state"] == "registered"
+
+
+def test_gzipped_files_are_taken(inbox):
+    inbox.path.mkdir()
+    write_fasta([("r1", "ACGT" * 20)], inbox.path / "reads.fa.gz")
+    assert started(inbox.ticks_until_taken()[-1]) == ["reads"]
+
+
+def test_hidden_temporary_and_partial_names_are_never_looked_at(inbox):
+    for name in (".upload.fastq", "a.fastq.tmp", "b.fasta.part"):
+        inbox.drop(name)
+    (inbox.path / "subdirectory.fa").mkdir()
+    inbox.ticks_until_taken()
+    assert inbox.samples == [] and json.loads(inbox.cursor) == {}
+
+
+def test_a_bad_file_is_reported_once_and_does_not_hold_up_the_others(inbox):
+    inbox.drop("notes.fasta", "these are not reads\n")
+    inbox.drop("good.fasta")
+    results = inbox.ticks_until_taken()
+    assert started(results[-1]) == ["good"] and inbox.samples == ["good"]
+    [rejection] = results[-1].asset_events
+    assert rejection.asset_key == dg.AssetKey("sample_reads")
+    assert "notes.fasta" in rejection.metadata["rejected_file"].value
+    assert "neither FASTA" in rejection.metadata["reason"].value
+    assert json.loads(inbox.cursor)["notes.fasta"]["state"] == "rejected"
+    assert inbox.tick().asset_events == []
+    inbox.drop("notes.fasta", "still not reads, but changed\n")
+    assert len(inbox.ticks_until_taken()[-1].asset_events) == 1
+
+
+def test_an_undecodable_file_is_reported(inbox):
+    inbox.path.mkdir()
+    (inbox.path / "broken.fastq.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    [rejection] = inbox.ticks_until_taken()[-1].asset_events
+    assert "broken.fastq.gz" in rejection.metadata["reason"].value and inbox.samples == []
+
+
+def test_a_renamed_or_copied_file_is_the_sample_it_already_was(inbox):
+    path = inbox.drop("first.fasta")
+    inbox.ticks_until_taken()
+    path.rename(inbox.path / "renamed.fasta")
+    inbox.drop("copy.fasta")
+    results = inbox.ticks_until_taken()
+    assert started(results[-1]) == [] and inbox.samples == ["first"]
+    files = json.loads(inbox.cursor)
+    assert {name: file["sample"] for name, file in files.items()} == {"copy.fasta": "first", "renamed.fasta": "first"}
+
+
+def test_identical_files_arriving_together_are_one_sample(inbox):
+    inbox.drop("a.fasta")
+    inbox.drop("b.fasta")
+    assert started(inbox.ticks_until_taken()[-1]) == ["a"] and inbox.samples == ["a"]
+
+
+def test_a_name_taken_by_other_content_is_reported(inbox):
+    inbox.drop("s1.fasta")
+    inbox.ticks_until_taken()
+    (inbox.path / "s1.fasta").unlink()
+    inbox.drop("s1.fa", ">other\nGGGGCCCCAAAATTTT\n")
+    [rejection] = inbox.ticks_until_taken()[-1].asset_events
+    assert "already registered" in rejection.metadata["reason"].value
+
+
+@pytest.fixture
+def pipeline(tmp_path, demo_models):
+    return CheckedPipeline(tmp_path, demo_models)
+
+
+class Automation:
+    """The automation sensor's evaluations, tick after tick, as the daemon makes them."""
+
+    def __init__(self, instance):
+        self.instance = instance
+        self.cursor = None
+
+    def tick(self) -> dict[str, list[str]]:
+        """asset -> partitions requested on this tick."""
+        result = dg.evaluate_automation_conditions(defs=defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        keys = defs.resolve_asset_graph().get_all_asset_keys()
+        return {key.to_user_string(): sorted(result.get_requested_partitions(key)) for key in keys if result.get_requested_partitions(key)}
+
+
+def test_automation_runs_each_shards_chain_then_the_report(pipeline, genome_reads):
+    sample = pipeline.register(genome_reads[:12], "auto")
+    shards = pipeline.shard_partitions(sample)
+    automation = Automation(pipeline.instance)
+    assert automation.tick() == {}
+    pipeline.materialize(["sample_reads"], sample)
+    assert automation.tick() == {asset: sorted(map(str, shards)) for asset in SHARD_ASSETS}
+    for partition in shards[:-1]:
+        pipeline.materialize(SHARD_ASSETS, partition)
+    assert automation.tick() == {}, "sample_report waits for the last shard"
+    pipeline.materialize(SHARD_ASSETS, shards[-1])
+    assert automation.tick() == {"sample_report": [sample]}
+    assert automation.tick() == {}
+
+
+def test_a_failed_blocking_check_holds_back_the_report(pipeline, genome_reads, monkeypatch):
+    sample = pipeline.register(genome_reads[:12], "held")
+    automation = Automation(pipeline.instance)
+    pipeline.materialize(["sample_reads"], sample)
+    automation.tick()
+    *good, bad = pipeline.shard_partitions(sample)
+    for partition in good:
+        pipeline.materialize(SHARD_ASSETS, partition)
+    score = Classifier.score
+    monkeypatch.setattr(Classifier, "score", lambda self, features: (score(self, features)[0] + 1, score(self, features)[1]))
+    pipeline.materialize(SHARD_ASSETS, bad, raise_on_error=False)
+    assert pipeline.instance.get_latest_materialization_event(dg.AssetKey("predictions")) is not None
+    assert automation.tick() == {}
+
+
+@pytest.fixture
+def persistent_pipeline(pipeline):
+    """A pipeline on an instance in a directory: schedule contexts need one."""
+    with dg.instance_for_test() as instance:
+        pipeline.instance = instance
+        yield pipeline
+
+
+def test_the_retry_schedule_reruns_partitions_whose_latest_materialization_failed(persistent_pipeline, genome_reads, tmp_path):
+    pipeline = persistent_pipeline
+    sample = pipeline.register(genome_reads[:12], "flaky")
+    pipeline.materialize(["sample_reads"], sample)
+    first, *_ = pipeline.shard_partitions(sample)
+    working_models = pipeline.resources["models"]
+    models = pipeline.models
+    pipeline.resources["models"] = ModelsResource(dnabert=str(models.dnabert), esm2=str(models.esm2), classifier=str(tmp_path / "500_model.pth"))
+    pipeline.materialize(SHARD_ASSETS, first, raise_on_error=False)
+
+    def retries():
+        context = dg.build_schedule_context(instance=pipeline.instance, repository_def=defs.get_repository_def())
+        return retry_failed_partitions(context)
+
+    [request] = retries()
+    assert request.partition_key == str(first) and request.asset_selection == [dg.AssetKey("predictions")]
+    assert request.tags["virnucpro/source"] == "retry"
+    pipeline.resources["models"] = working_models
+    pipeline.materialize(request.asset_selection, request.partition_key)
+    assert isinstance(retries(), dg.SkipReason)
+
+
+@contextmanager
+def upload_in_progress(path, every_s=0.3):
+    """A file that grows by one read every `every_s` seconds for the block, like a slow copy."""
+    stop = threading.Event()
+
+    def write():
+        with open(path, "a") as handle:
+            while not stop.is_set():
+                handle.write(">partial\nACGTACGTACGTACGTACGTACGTACGTACGT\n")
+                handle.flush()
+                stop.wait(every_s)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_dropped_files_end_as_sample_reports_with_the_daemon_running(tmp_path, demo_models, genome_reads):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    instance = Instance(tmp_path, demo_models, VIRNUCPRO_INBOX=str(inbox), VIRNUCPRO_SHARDS="2", VIRNUCPRO_SENSOR_INTERVAL="1")
+    reads = [r for r in genome_reads if len(r[1]) >= 300]
+    write_fasta(reads[:6], inbox / "lake.fasta")
+    write_fastq(reads[6:12], inbox / "soil.fastq.gz")
+    (inbox / "broken.fasta").write_text("no reads in here\n")
+    # The instance's storage exists before the daemon starts, so that the two never both create it.
+    with instance.dagster() as dagster, instance.daemon(), upload_in_progress(inbox / "upload.fasta"):
+        reports = dg.AssetKey("sample_report")
+        try:
+            wait_for(lambda: dagster.get_materialized_partitions(reports) == {"lake", "soil"}, PROCESS_TIMEOUT_S, "both samples' sample_report")
+        except AssertionError as timeout:
+            runs = ", ".join(f"{run.tags.get('dagster/partition')} {run.status.value}" for run in dagster.get_runs())
+            raise AssertionError(f"{timeout}; runs: {runs}") from None
+        assert sorted(dagster.get_dynamic_partitions(SAMPLES)) == ["lake", "soil"], "the upload in progress must wait"
+        [rejection] = dagster.fetch_observations(dg.AssetKey("sample_reads"), limit=10).records
+        metadata = rejection.asset_observation.metadata
+        assert metadata["rejected_file"].value == str(inbox / "broken.fasta") and "neither FASTA" in metadata["reason"].value
+        checked = [
+            record.event_log_entry.dagster_event.event_specific_data
+            for run in dagster.get_runs()
+            for record in dagster.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        ]
+        assert len(checked) == 2 * (2 * 5 + 1) and all(evaluation.passed for evaluation in checked)
