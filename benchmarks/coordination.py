@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.common import emit
+from virnucpro_assets_tests.daemon import running_daemon
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -55,11 +55,7 @@ def main() -> None:
         workspace.write_text("load_from:\n  - python_module: benchmarks.coordination_defs\n")
         with dg.DagsterInstance.get() as instance:
             set_gpu_pool_limit(instance)
-            daemon = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
-                env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            )
-            try:
+            with running_daemon(env, workspace):
                 started = time.time()
                 subprocess.run(
                     [str(BIN / "dagster"), "job", "backfill", "-w", str(workspace), "-j", "stand_in",
@@ -76,13 +72,6 @@ def main() -> None:
                     record.asset_materialization.metadata
                     for record in instance.fetch_materializations(dg.AssetKey("stand_in_gpu_step"), limit=1000).records
                 ]
-            finally:
-                daemon.send_signal(signal.SIGTERM)
-                daemon.wait(60)
-                try:
-                    os.killpg(daemon.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     by_device = defaultdict(list)
     for lease in leases:

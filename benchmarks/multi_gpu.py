@@ -8,8 +8,8 @@ one device of the same machine, for scaling and identical outputs.
 `--devices` lists the device counts to run (all = every device the machine has; 1 = the first
 only). `--fake-devices N` simulates N CPU-backed devices (a CPU run of the same script); `--tiny`
 uses the demo's tiny models, otherwise full-size random-weight models are written in the real
-formats. Per configuration, JSON lines: the embedding phase (first GPU step start to last GPU step
-end), each device's busy fraction over it and tokens/s, the total, whether any device ever ran two
+formats. Per configuration, JSON lines: the embedding phase (from the first GPU step leasing a
+device to the last releasing one), each device's busy fraction over it and tokens/s, the total, whether any device ever ran two
 GPU steps at once; then the scaling of the phase against the first configuration and whether the
 two configurations' outputs are byte-identical.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,10 +29,11 @@ from pathlib import Path
 from benchmarks.common import emit, genome_files
 from benchmarks.pipeline import write_models
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
+from virnucpro_assets_tests.daemon import running_daemon
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 # Modules rather than console scripts, so that the benchmark also runs from a PYTHONPATH (the device).
-COMMANDS = {"virnucpro-assets": "virnucpro_assets.cli", "dagster": "dagster", "dagster-daemon": "dagster._daemon"}
+COMMANDS = {"virnucpro-assets": "virnucpro_assets.cli", "dagster": "dagster"}
 GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
 SAMPLE = "bench"
 
@@ -101,32 +101,20 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
     cli("virnucpro-assets", "add-sample", str(reads), "--name", SAMPLE)
     cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", SAMPLE)
     shards = [f"{i:03d}" for i in range(int(os.environ["VIRNUCPRO_SHARDS"]))]
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", COMMANDS["dagster-daemon"], "run", "-w", str(CHECKOUT / "workspace.yaml")],
-        env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
     import dagster as dg
 
-    try:
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--noprompt",
-                "--partitions", ",".join(f"{SAMPLE}|{s}" for s in shards))
-            while True:
-                runs = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name="shard_pipeline"))]
-                if len(runs) == len(shards) and all(r.is_finished for r in runs):
-                    break
-                time.sleep(2)
-            failed = [r.tags["dagster/partition"] for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
-            if failed:
-                raise RuntimeError(f"shard runs failed: {failed}")
-            steps = gpu_steps(instance, runs)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
-        try:
-            os.killpg(daemon.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    with running_daemon(env, CHECKOUT / "workspace.yaml"), dg.DagsterInstance.from_config(str(home)) as instance:
+        cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--noprompt",
+            "--partitions", ",".join(f"{SAMPLE}|{s}" for s in shards))
+        while True:
+            runs = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name="shard_pipeline"))]
+            if len(runs) == len(shards) and all(r.is_finished for r in runs):
+                break
+            time.sleep(2)
+        failed = [r.tags["dagster/partition"] for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+        if failed:
+            raise RuntimeError(f"shard runs failed: {failed}")
+        steps = gpu_steps(instance, runs)
     cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_report", "--partition", SAMPLE)
 
     start, end = min(s["start"] for s in steps), max(s["end"] for s in steps)
@@ -166,22 +154,20 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
 
 
 def gpu_steps(instance, runs) -> list[dict]:
-    """Each GPU step's device (run tag), start and end (step events), tokens and embedding time (metadata)."""
+    """Each GPU step's device, the time it held it, its tokens and embedding time (materialization metadata)."""
     import dagster as dg
 
     steps = []
     for run in runs:
-        records = instance.get_records_for_run(
-            run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.ASSET_MATERIALIZATION}
-        ).records
-        for asset in GPU_ASSETS:
-            events = {r.event_log_entry.dagster_event.event_type: r.event_log_entry for r in records if r.event_log_entry.step_key == asset}
-            metadata = events[dg.DagsterEventType.ASSET_MATERIALIZATION].dagster_event.event_specific_data.materialization.metadata
+        for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
+            if record.event_log_entry.step_key not in GPU_ASSETS:
+                continue
+            metadata = record.event_log_entry.dagster_event.event_specific_data.materialization.metadata
             steps.append(
                 {
-                    "device": run.tags[f"virnucpro/device.{asset}"],
-                    "start": events[dg.DagsterEventType.STEP_START].timestamp,
-                    "end": events[dg.DagsterEventType.STEP_SUCCESS].timestamp,
+                    "device": metadata["device"].value,
+                    "start": metadata["device_held_from"].value,
+                    "end": metadata["device_held_until"].value,
                     "tokens": metadata["tokens"].value,
                     "embed_s": metadata["embed_s"].value,
                 }

@@ -126,7 +126,7 @@ def materialize_sample(sample: str) -> None:
         for partition in partitions:
             print(f"materializing {', '.join(selection)} [{partition}]", flush=True)
             dg.materialize(
-                assets,
+                [*assets, *defs.asset_checks],  # checks run with their assets, as in runs from the UI
                 instance=instance,
                 resources=defs.resources,
                 selection=selection,

@@ -47,26 +47,35 @@ class Instance:
 
     @contextmanager
     def daemon(self):
-        """`dagster-daemon run` for the block; stopped by SIGTERM to its pid, its group killed if it hangs."""
-        process = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(CHECKOUT / "workspace.yaml")],
-            env=self.env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        try:
-            with self.dagster() as instance:
-                wait_for(lambda: {"QUEUED_RUN_COORDINATOR", "MONITORING"} <= {h.daemon_type for h in instance.get_daemon_heartbeats().values()}, 120, "daemon heartbeats")
+        """`dagster-daemon run` for the block, once its run queue and run monitoring beat."""
+        # The instance's storage exists before the daemon starts, so the two never create it at once.
+        with self.dagster() as instance, running_daemon(self.env, CHECKOUT / "workspace.yaml") as process:
+            wanted = {"QUEUED_RUN_COORDINATOR", "MONITORING"}
+            wait_for(lambda: wanted <= {h.daemon_type for h in instance.get_daemon_heartbeats().values()}, 120, "daemon heartbeats")
             yield process
+
+
+@contextmanager
+def running_daemon(env: dict[str, str], workspace: Path):
+    """`dagster-daemon run` (as a module, so it also runs from a PYTHONPATH) for the block; stopped
+    by SIGTERM to its pid, then its process group (code servers, run workers) is killed so that
+    nothing outlives the block."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(workspace)],
+        env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
         finally:
-            process.send_signal(signal.SIGTERM)
             try:
-                process.wait(60)
-            finally:
-                # Code servers and run workers it started share its process group; none may outlive the test.
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
 
 
 def wait_for(condition, seconds: float, what: str, poll: float = 0.5):

@@ -7,13 +7,8 @@ import pytest
 
 from virnucpro_assets.models.classifier import Classifier
 from virnucpro_assets.pipeline.assets import classify, embeddings, ingest
-from virnucpro_assets_tests.pipeline.checked import CheckedPipeline
 from virnucpro_assets_tests.pipeline.conftest import SHARD_ASSETS
 
-
-@pytest.fixture
-def pipeline(tmp_path, demo_models):
-    return CheckedPipeline(tmp_path, demo_models)
 
 
 @pytest.fixture

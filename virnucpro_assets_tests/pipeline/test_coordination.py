@@ -74,18 +74,22 @@ def finished_runs(instance, count):
 
 
 def gpu_steps(instance, runs):
+    """Each GPU step's partition, device and the time it held that device, from its materialization."""
     steps = []
     for run in runs:
-        records = instance.get_records_for_run(run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}).records
-        times = {(r.event_log_entry.step_key, r.event_log_entry.dagster_event.event_type): r.event_log_entry.timestamp for r in records}
-        for asset in GPU_ASSETS:
+        for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
+            entry = record.event_log_entry
+            if entry.step_key not in GPU_ASSETS:
+                continue
+            metadata = entry.dagster_event.event_specific_data.materialization.metadata
+            assert metadata["device"].value == run.tags[f"virnucpro/device.{entry.step_key}"]
             steps.append(
                 {
-                    "asset": asset,
+                    "asset": entry.step_key,
                     "partition": run.tags["dagster/partition"],
-                    "device": run.tags[f"virnucpro/device.{asset}"],
-                    "start": times[(asset, dg.DagsterEventType.STEP_START)],
-                    "end": times[(asset, dg.DagsterEventType.STEP_SUCCESS)],
+                    "device": metadata["device"].value,
+                    "start": metadata["device_held_from"].value,
+                    "end": metadata["device_held_until"].value,
                 }
             )
     return steps

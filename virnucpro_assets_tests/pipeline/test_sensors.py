@@ -16,7 +16,6 @@ from virnucpro_assets.pipeline.partitions import SAMPLES
 from virnucpro_assets.pipeline.resources import StoreResource
 from virnucpro_assets.pipeline.sensors import inbox_sensor, retry_failed_partitions
 from virnucpro_assets_tests.daemon import Instance, wait_for
-from virnucpro_assets_tests.pipeline.checked import CheckedPipeline
 from virnucpro_assets_tests.pipeline.conftest import SHARD_ASSETS
 
 # A limit for a failing test, not a speed target: alone on two cores this test takes about a minute.
@@ -142,10 +141,6 @@ def test_a_name_taken_by_other_content_is_reported(inbox):
     [rejection] = inbox.ticks_until_taken()[-1].asset_events
     assert "already registered" in rejection.metadata["reason"].value
 
-
-@pytest.fixture
-def pipeline(tmp_path, demo_models):
-    return CheckedPipeline(tmp_path, demo_models)
 
 
 class Automation:
