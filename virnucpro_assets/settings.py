@@ -10,6 +10,10 @@
 | VIRNUCPRO_CLASSIFIER | (none) | classifier file: 300_model.pth / 500_model.pth or native .safetensors |
 | VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
 | VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
+| VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
+| VIRNUCPRO_COMPILE | 0 | 1: torch.compile the models' layers on a GPU |
+| VIRNUCPRO_GPUS | (every CUDA device) | CUDA device numbers GPU steps may use, e.g. 0,2 |
+| VIRNUCPRO_FAKE_GPUS | (unset) | N simulated CPU-backed devices, for tests |
 """
 
 from __future__ import annotations
