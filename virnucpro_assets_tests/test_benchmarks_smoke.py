@@ -6,18 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
-import torch
 
 from benchmarks import dnabert_throughput, esm2_throughput, pipeline
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:

@@ -39,6 +39,6 @@ def run_demo(home: Path) -> None:
     for asset_dir in sorted(p for p in store.iterdir() if not p.name.startswith("_")):
         print(f"  {asset_dir.name}: {asset_dir / f'sample={sample.name}'}")
     report = store / "sample_report" / f"sample={sample.name}"
-    print(f"\nResults (platform demo, random models: the predictions mean nothing biologically):")
+    print("\nResults (platform demo, random models: the predictions mean nothing biologically):")
     for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.parquet", "per_read_scores.png"):
         print(f"  {report / name}")

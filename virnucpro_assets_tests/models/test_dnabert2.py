@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
-from virnucpro_assets.models import dnabert2
 from virnucpro_assets.models.dnabert2 import (
     DnabertEmbedder,
     DnabertModel,
@@ -24,13 +23,6 @@ from virnucpro_assets.models.identity import hash_files
 GOLDEN = Path(__file__).parent.parent / "data" / "dnabert2_tiny"
 TOLERANCE = 1e-5
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

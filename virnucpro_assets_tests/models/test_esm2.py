@@ -23,15 +23,6 @@ from virnucpro_assets.models.identity import hash_files
 LETTERS = "ACDEFGHIKLMNPQRSTVWY" + "XBUZO"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # A tiny model gains nothing from intra-op threads, and on a busy machine they make it crawl.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     def offline(*args, **kwargs):

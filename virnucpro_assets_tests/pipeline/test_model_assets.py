@@ -3,7 +3,6 @@
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
 from virnucpro_assets.models.classifier import load_classifier
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
@@ -13,13 +12,6 @@ from virnucpro_assets.pipeline.partitions import shard_keys
 from virnucpro_assets.storage import load_embeddings
 from virnucpro_assets_tests.original import process_reads
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
