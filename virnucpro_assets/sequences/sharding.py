@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -19,13 +20,13 @@ READ_SCHEMA = pa.schema([("read_id", pa.large_string()), ("sequence", pa.large_s
 def shard_of_reads(first_read: int, count: int, shards: int) -> pa.Array:
     """Read i of a file (0-based, empty records not counted) goes to shard i mod K: the same file
     always gives the same shards, shards are balanced to one read, and file order holds within each."""
-    return pa.array([(first_read + i) % shards for i in range(count)], type=pa.int32())
+    return pa.array((np.arange(first_read, first_read + count) % shards).astype(np.int32))
 
 
 def file_positions(shard_index: int, rows: int, shards: int) -> pa.Array:
     """The 0-based file position of each read of shard `shard_index`, row by row (the inverse of
     `shard_of_reads`): row j of shard k is read j*K + k."""
-    return pa.array([j * shards + shard_index for j in range(rows)], type=pa.int64())
+    return pa.array(np.arange(rows, dtype=np.int64) * shards + shard_index)
 
 
 def write_read_shards(source: Path, shard_paths: list[Path], progress=None) -> ReadStats:
