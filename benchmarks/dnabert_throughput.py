@@ -29,36 +29,21 @@ import torch
 
 from benchmarks.common import emit, genome_files
 from benchmarks.gpu_common import (
-    READ_LENGTHS, agreement, device_name, kept_pairs, matmul_peak_tflops, seconds, tokenizer_training_text,
+    PRECISIONS, agreement, kept_pairs, measure_peak, seconds, throughput_arguments, tokenizer_training_text,
 )
 from virnucpro_assets.demo.reads import load_genomes
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder, load_dnabert_model, write_tiny_dnabert
 
-PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--vocab", type=int, default=4096)
-    parser.add_argument("--reads", type=int, default=40000, help="reads per workload; their kept frames are the inputs")
-    parser.add_argument("--read-lengths", type=lambda s: [int(x) for x in s.split(",")], default=list(READ_LENGTHS))
-    parser.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[16384, 65536, 131072])
     parser.add_argument("--original-sequences", type=int, default=300)
-    parser.add_argument("--compiled", action="store_true", help="also time the torch.compile'd layers")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="also time bf16")
-    parser.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,
-                        help="the fp32 reference run and agreement figures")
-    parser.add_argument("--matmul-size", type=int, default=8192)
-    parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
+    throughput_arguments(parser, reads=40000, budgets=[16384, 65536, 131072])
     args = parser.parse_args()
-    device = torch.device(args.device)
-
-    peak = matmul_peak_tflops(device, args.matmul_size)
-    emit(benchmark="matmul_peak", device=device_name(device), dtype="bf16", size=args.matmul_size, tflops=round(peak, 1))
+    device, peak = measure_peak(args)
 
     genomes = load_genomes(sorted(args.genomes.glob("*/*.fna.gz")) if args.genomes else genome_files())
     with tempfile.TemporaryDirectory() as scratch:

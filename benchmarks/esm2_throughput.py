@@ -24,42 +24,26 @@ every protein's vector against the fp32 run. Timings are a second pass after a w
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import esm
 import numpy as np
 import torch
 
 from benchmarks.common import emit
-from benchmarks.gpu_common import READ_LENGTHS, agreement, device_name, kept_pairs, matmul_peak_tflops, seconds
+from benchmarks.gpu_common import PRECISIONS, agreement, kept_pairs, measure_peak, seconds, throughput_arguments
 from virnucpro_assets.models.esm2 import Esm2Embedder, random_esm2
 from virnucpro_assets.models.identity import ModelIdentity
 
 ORIGINAL_TOKENS_PER_BATCH = 2048
-PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--layers", type=int, default=36)
     parser.add_argument("--dim", type=int, default=2560)
     parser.add_argument("--heads", type=int, default=40)
-    parser.add_argument("--reads", type=int, default=4000, help="reads per workload; their kept frames are the proteins")
-    parser.add_argument("--read-lengths", type=lambda s: [int(x) for x in s.split(",")], default=list(READ_LENGTHS))
-    parser.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[16384, 32768, 65536])
     parser.add_argument("--original-batches", type=int, default=3)
-    parser.add_argument("--compiled", action="store_true", help="also time the torch.compile'd layers")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="also time bf16")
-    parser.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,
-                        help="the fp32 reference run and agreement figures (slow on 3B: ~8K tokens/s)")
-    parser.add_argument("--matmul-size", type=int, default=8192)
-    parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
+    throughput_arguments(parser, reads=4000, budgets=[16384, 32768, 65536])
     args = parser.parse_args()
-    device = torch.device(args.device)
-
-    peak = matmul_peak_tflops(device, args.matmul_size)
-    emit(benchmark="matmul_peak", device=device_name(device), dtype="bf16", size=args.matmul_size, tflops=round(peak, 1))
+    device, peak = measure_peak(args)
 
     fair_esm = random_esm2(args.layers, args.dim, args.heads, seed=0, device=device)
     with torch.no_grad():  # the hub stores fp16 weights: every precision below runs the same ones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -11,12 +12,38 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from benchmarks.common import genome_files
+from benchmarks.common import emit, genome_files
 from virnucpro_assets.demo.reads import cut_reads, load_genomes
 
 # The issue's two workloads: 150-bp reads (one chunk, proteins of ~50 residues) and 500-bp chunks.
 READ_LENGTHS = (150, 500)
 CHUNK_LENGTH = 500
+
+
+PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def throughput_arguments(parser: argparse.ArgumentParser, reads: int, budgets: list[int]) -> None:
+    """The options both embedding-throughput benchmarks take (model sizes are their own)."""
+    integers = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--reads", type=int, default=reads, help="reads per workload; their kept frames are the inputs")
+    parser.add_argument("--read-lengths", type=integers, default=list(READ_LENGTHS))
+    parser.add_argument("--budgets", type=integers, default=budgets)
+    parser.add_argument("--compiled", action="store_true", help="also time the torch.compile'd layers")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="also time bf16")
+    parser.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,
+                        help="the fp32 reference run and agreement figures (slow for ESM-2 3B: ~8K tokens/s)")
+    parser.add_argument("--matmul-size", type=int, default=8192)
+    parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
+
+
+def measure_peak(args: argparse.Namespace) -> tuple[torch.device, float]:
+    """The benchmark's device and its matmul peak (TFLOP/s), printed as a JSON line."""
+    device = torch.device(args.device)
+    peak = matmul_peak_tflops(device, args.matmul_size)
+    emit(benchmark="matmul_peak", device=device_name(device), dtype="bf16", size=args.matmul_size, tflops=round(peak, 1))
+    return device, peak
 
 
 def kept_pairs(reads: int, read_length: int, genomes: Path | None = None) -> pa.Table:
