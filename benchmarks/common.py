@@ -23,8 +23,9 @@ def genome_reads(count: int, length: int, seed: int = 0) -> list[tuple[str, str]
     return cut_reads(load_genomes(genome_files()), count=count, lengths=(length,), seed=seed)
 
 
-def emit(**record) -> None:
+def emit(**record) -> dict:
     print(json.dumps(record), flush=True)
+    return record
 
 
 def single_core() -> None:
