@@ -8,7 +8,7 @@ Hugging Face layout, the classifier in the native format).
 
 Each sample size is a sample of its own. One JSON line per asset and size: wall seconds over all its
 partitions, and for the GPU steps the seconds spent loading the model, embedding, and the rest
-(Dagster, Parquet in and out: the overhead). Then each asset's wall time is fit as steps x fixed +
+(Dagster, store reads and writes: the overhead). Then each asset's wall time is fit as steps x fixed +
 reads x per-read (see `extrapolate`) and projected to 1M and 22M reads at the default 8 shards,
 assets one after another on one GPU as here; the model-load share of a GPU step is given at that
 shard size (1M reads / 8 shards).
@@ -130,8 +130,9 @@ def run(args, workdir: Path) -> None:
 def extrapolate(fits: dict) -> None:
     """Per asset, wall = steps x fixed + reads x per_read, projected to PROJECTED_READS at
     DEFAULT_SHARDS shards. GPU steps: per_read is the embedding time of the largest sample per read
-    (it grows with tokens), fixed is model load plus Dagster and Parquet per step, the larger of the
-    samples' (the first sample's steps also pay the process's CUDA start-up, as each run process does).
+    (it grows with tokens), fixed is model load plus Dagster and store reads and writes per step, the
+    larger of the samples' (the first sample's steps also pay the process's CUDA start-up, as each
+    run process does).
     CPU assets: the line through the smallest and largest sample."""
     projected = dict.fromkeys(PROJECTED_READS, 0.0)
     for asset, points in fits.items():

@@ -1,5 +1,5 @@
-"""The GPU benchmarks run on the CPU with tiny models and print what they promise. Speed is measured
-on a GPU by running them (see README, "GPU speed and precision"), never here."""
+"""The benchmarks run on the CPU, with tiny models or small tables, and print what they promise. Speed
+is measured by running them (see the README), never here."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 
 
-from benchmarks import dnabert_throughput, esm2_throughput, pipeline
+from benchmarks import dnabert_throughput, esm2_throughput, pipeline, tensor_store
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
@@ -58,3 +58,13 @@ def test_pipeline(monkeypatch, capsys, tmp_path):
     projections = [line for line in lines if line["benchmark"] == "pipeline_projection"]
     assert [line["reads"] for line in projections] == list(pipeline.PROJECTED_READS)
     assert (tmp_path / "store" / "sample_report" / "sample=reads20").is_dir()
+
+
+def test_tensor_store(monkeypatch, capsys, tmp_path):
+    lines = run(tensor_store, monkeypatch, capsys, "--rows", 50, "--width", 16, "--repeats", 1, "--workdir", tmp_path)
+    formats = {line["format"]: line for line in lines if line["benchmark"] == "tensor_store"}
+    assert set(formats) == {"parquet", "arrow_ipc"}
+    assert all(line["write_s"] > 0 and line["load_s"] > 0 and line["file_mb"] >= 0 for line in formats.values())
+    ratio = lines[-1]
+    assert ratio["benchmark"] == "tensor_store_ratio" and ratio["parquet_over_arrow_load_s"] > 0
+    assert list(tmp_path.iterdir()) == []  # the scratch files are gone

@@ -17,7 +17,7 @@ from virnucpro_assets.pipeline.assets.embeddings import dnabert_embeddings, esm2
 from virnucpro_assets.pipeline.assets.ingest import translated_proteins
 from virnucpro_assets.pipeline.partitions import sample_and_shard, sample_shard_partitions, samples_partitions, shard_keys
 from virnucpro_assets.pipeline.resources import StoreResource
-from virnucpro_assets.storage import load_embeddings, read_table
+from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings, read_table
 
 # Partitioned asset checks are a preview feature of Dagster 1.13; we rely on them knowingly.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
@@ -75,7 +75,7 @@ def embeddings_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     )
     def one_finite_vector_per_pair(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
         sample, shard = sample_and_shard(context)
-        ids, vectors = load_embeddings(store.store.upstream(name, sample, shard, "parquet"))
+        ids, vectors = load_embeddings(store.store.upstream(name, sample, shard, EMBEDDING_EXTENSION))
         expected_ids = read_table(store.store.upstream("translated_proteins", sample, shard, "parquet"), ["pair_id"]).column("pair_id")
         model_width = recorded_metadata(context, asset).get("width")
         return outcome(
@@ -94,8 +94,8 @@ def embeddings_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
 @shard_check(merged_features, "Pair ids are those of both embeddings, and each row is their two vectors' width.")
 def ids_match_both_embeddings(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
     sample, shard = sample_and_shard(context)
-    ids, features = load_embeddings(store.store.upstream("merged_features", sample, shard, "parquet"))
-    inputs = {asset: load_embeddings(store.store.upstream(asset, sample, shard, "parquet")) for asset in ("dnabert_embeddings", "esm2_embeddings")}
+    ids, features = load_embeddings(store.store.upstream("merged_features", sample, shard, EMBEDDING_EXTENSION))
+    inputs = {asset: load_embeddings(store.store.upstream(asset, sample, shard, EMBEDDING_EXTENSION)) for asset in ("dnabert_embeddings", "esm2_embeddings")}
     problems = {f"rows_not_matching_{asset}": _mismatches(ids.to_pylist(), input_ids.to_pylist()) for asset, (input_ids, _) in inputs.items()}
     problems["width_differs_from_the_inputs"] = int(features.shape[1] != sum(v.shape[1] for _, v in inputs.values()))
     return outcome(problems, rows=len(ids), width=features.shape[1])

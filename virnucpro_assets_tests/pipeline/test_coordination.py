@@ -9,6 +9,7 @@ import dagster as dg
 from virnucpro_assets.demo.reads import write_fasta
 from virnucpro_assets.gpu.inventory import Device
 from virnucpro_assets.gpu.leases import device_holders
+from virnucpro_assets.storage import EMBEDDING_EXTENSION
 from virnucpro_assets_tests.daemon import Instance, wait_for
 
 GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
@@ -46,7 +47,7 @@ def test_queued_runs_share_two_devices_one_step_each_and_recover_from_kill_9(tmp
             assert sorted(e.partition_key for e in events) == [f"coord|{s}" for s in SHARDS]
 
         # kill -9 the run's process while one of its GPU steps holds a device
-        outputs = {asset: tmp_path / f"store/{asset}/sample=coord/shard=002.parquet" for asset in GPU_ASSETS}
+        outputs = {asset: tmp_path / f"store/{asset}/sample=coord/shard=002.{EMBEDDING_EXTENSION}" for asset in GPU_ASSETS}
         for output in outputs.values():
             output.unlink()
         launch = ("dagster", "job", "launch", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--tags", '{"dagster/partition": "coord|002"}')

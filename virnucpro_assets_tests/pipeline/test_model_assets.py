@@ -1,5 +1,6 @@
 """The whole graph on a small sample with the tiny demo models, checked against direct computations."""
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
@@ -9,7 +10,7 @@ from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
 from virnucpro_assets.pipeline.partitions import shard_keys
-from virnucpro_assets.storage import load_embeddings
+from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
 from virnucpro_assets_tests.original import process_reads
 
 
@@ -27,8 +28,8 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
     for index, shard in enumerate(shard_keys):
         shard_pairs = process_reads(reads[index :: len(shard_keys)], 500)
         ids = [p[0] for p in shard_pairs]
-        dna_ids, dna = load_embeddings(store / f"dnabert_embeddings/sample=tiny/shard={shard}.parquet")
-        protein_ids, protein = load_embeddings(store / f"esm2_embeddings/sample=tiny/shard={shard}.parquet")
+        dna_ids, dna = load_embeddings(store / f"dnabert_embeddings/sample=tiny/shard={shard}.{EMBEDDING_EXTENSION}")
+        protein_ids, protein = load_embeddings(store / f"esm2_embeddings/sample=tiny/shard={shard}.{EMBEDDING_EXTENSION}")
         assert dna_ids.to_pylist() == ids == protein_ids.to_pylist()
         # One at a time, as the original feeds the models.
         for row, (_, nucleotide, amino_acids) in enumerate(shard_pairs):
@@ -36,7 +37,7 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
             one_protein = esm2.embed([amino_acids]).vectors[0]
             np.testing.assert_allclose(dna[row], one_dna, atol=1e-4)
             np.testing.assert_allclose(protein[row], one_protein, atol=1e-4)
-        merged_ids, merged = load_embeddings(store / f"merged_features/sample=tiny/shard={shard}.parquet")
+        merged_ids, merged = load_embeddings(store / f"merged_features/sample=tiny/shard={shard}.{EMBEDDING_EXTENSION}")
         assert merged_ids.to_pylist() == ids
         np.testing.assert_array_equal(merged, np.hstack([dna, protein]))
 
@@ -102,3 +103,23 @@ def test_replacing_the_classifier_changes_the_code_version(tmp_path):
     before = classifier_version(str(path))
     write_demo_classifier(path, 500, seed=2, feature_width=8)
     assert classifier_version(str(path)) != before
+
+
+TENSOR_ASSETS = ["dnabert_embeddings", "esm2_embeddings", "merged_features"]
+
+
+def test_a_store_with_parquet_embeddings_is_seen_as_changed_and_left_with_arrow_files(pipeline, genome_reads):
+    from virnucpro_assets.definitions import defs
+
+    for asset in TENSOR_ASSETS:  # the tensor format is part of each tensor asset's code version
+        assert defs.resolve_assets_def(asset).code_versions_by_key[dg.AssetKey(asset)].endswith(f"store={EMBEDDING_EXTENSION}")
+    sample = pipeline.register([r for r in genome_reads if len(r[1]) >= 300][:4], "former")
+    pipeline.materialize(["sample_reads"], sample)
+    partition = pipeline.shard_partitions(sample)[0]
+    shard = partition.keys_by_dimension["shard"]
+    former = [pipeline.store_root / asset / f"sample={sample}" / f"shard={shard}.parquet" for asset in TENSOR_ASSETS]
+    for path in former:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"a Parquet embedding table of an earlier version")
+    pipeline.materialize(["translated_proteins", *TENSOR_ASSETS], partition)
+    assert sorted(p.name for path in former for p in path.parent.iterdir()) == [f"shard={shard}.{EMBEDDING_EXTENSION}"] * 3

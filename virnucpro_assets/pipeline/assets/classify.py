@@ -16,7 +16,15 @@ from virnucpro_assets.pipeline.resources import StoreResource, TranslationSettin
 from virnucpro_assets.results.features import merge_features
 from virnucpro_assets.results.report import format_highest_scores, format_prediction_results, per_read_rollup, plot_read_scores
 from virnucpro_assets.sequences.sharding import file_positions
-from virnucpro_assets.storage import atomic_path, load_embeddings, read_table, write_embeddings, write_table
+from virnucpro_assets.storage import (
+    EMBEDDING_EXTENSION,
+    atomic_path,
+    load_embeddings,
+    read_table,
+    remove_former_embeddings,
+    write_embeddings,
+    write_table,
+)
 
 PREDICTION_COLUMNS = ["pair_id", "read_id", "chunk_id", "prediction", "score1", "score2"]
 
@@ -26,7 +34,9 @@ PREDICTION_COLUMNS = ["pair_id", "read_id", "chunk_id", "prediction", "score1", 
     automation_condition=follows_upstream,
     deps=[translated_proteins, dnabert_embeddings, esm2_embeddings],
     group_name="classification",
-    kinds={"parquet"},
+    kinds={EMBEDDING_EXTENSION},
+    # The tensor store's format: a store written in another one shows these partitions as changed.
+    code_version=f"store={EMBEDDING_EXTENSION}",
     description="Each pair's DNABERT-S and ESM-2 vectors side by side, [768 | 2560] = 3328 floats, joined by pair_id.",
 )
 def merged_features(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
@@ -34,11 +44,12 @@ def merged_features(context: dg.AssetExecutionContext, store: StoreResource) -> 
     pair_ids = read_table(store.store.upstream("translated_proteins", sample, shard, "parquet"), ["pair_id"]).column("pair_id")
     features = merge_features(
         pair_ids.combine_chunks(),
-        load_embeddings(store.store.upstream("dnabert_embeddings", sample, shard, "parquet")),
-        load_embeddings(store.store.upstream("esm2_embeddings", sample, shard, "parquet")),
+        load_embeddings(store.store.upstream("dnabert_embeddings", sample, shard, EMBEDDING_EXTENSION)),
+        load_embeddings(store.store.upstream("esm2_embeddings", sample, shard, EMBEDDING_EXTENSION)),
     )
-    path = store.store.shard_path("merged_features", sample, shard, "parquet")
+    path = store.store.shard_path("merged_features", sample, shard, EMBEDDING_EXTENSION)
     write_embeddings(path, pair_ids, features)
+    remove_former_embeddings(path)
     return dg.MaterializeResult(metadata={"rows": len(pair_ids), "width": features.shape[1], "path": dg.MetadataValue.path(str(path))})
 
 
@@ -65,7 +76,7 @@ def predictions(
     sample, shard = sample_and_shard(context)
     classifier = load_classifier(models.classifier_path(), translation.checked_chunk_length())
     pairs = read_table(store.store.upstream("translated_proteins", sample, shard, "parquet"), ["pair_id", "read_id", "chunk_id"])
-    feature_ids, features = load_embeddings(store.store.upstream("merged_features", sample, shard, "parquet"))
+    feature_ids, features = load_embeddings(store.store.upstream("merged_features", sample, shard, EMBEDDING_EXTENSION))
     if feature_ids.to_pylist() != pairs.column("pair_id").to_pylist():
         raise dg.Failure(f"merged_features of {sample}|{shard} do not match translated_proteins: re-materialize merged_features")
     scores, decisions = classifier.score(features)

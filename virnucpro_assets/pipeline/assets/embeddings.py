@@ -12,14 +12,14 @@ from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, default_models, esm2_version
 from virnucpro_assets.pipeline.partitions import sample_and_shard, sample_shard_partitions
 from virnucpro_assets.pipeline.resources import StoreResource
-from virnucpro_assets.storage import read_table, write_embeddings
+from virnucpro_assets.storage import EMBEDDING_EXTENSION, read_table, remove_former_embeddings, write_embeddings
 
 _configured = default_models()
 
 
 def embed_shard(context, store: StoreResource, gpu: GpuResource, models: ModelsResource, *, column: str, load, budget: int | None):
     """Embed one shard's `column` of translated_proteins with the embedder `load(device, dtype)`
-    returns, and write `<asset>/sample=…/shard=….parquet` from this step's own process."""
+    returns, and write `<asset>/sample=…/shard=….arrow` from this step's own process."""
     sample, shard = sample_and_shard(context)
     pairs = read_table(store.store.upstream("translated_proteins", sample, shard, "parquet"), ["pair_id", column])
     with gpu.lease(context) as device:
@@ -31,8 +31,9 @@ def embed_shard(context, store: StoreResource, gpu: GpuResource, models: ModelsR
         result = embedder.embed(pairs.column(column).to_pylist(), token_budget=budget)
         embedded = time.perf_counter()
     held_until = time.time()
-    path = store.store.shard_path(context.asset_key.to_user_string(), sample, shard, "parquet")
+    path = store.store.shard_path(context.asset_key.to_user_string(), sample, shard, EMBEDDING_EXTENSION)
     write_embeddings(path, pairs.column("pair_id"), result.vectors)
+    remove_former_embeddings(path)
     return dg.MaterializeResult(
         metadata={
             "rows": pairs.num_rows,
@@ -55,7 +56,9 @@ def embed_shard(context, store: StoreResource, gpu: GpuResource, models: ModelsR
 
 def embedding_asset(name: str, *, column: str, source: str, embedder, code_version: str, description: str):
     """A GPU step per sample × shard that embeds `column` with `embedder` (a class with
-    `from_source`) loading the model named by the ModelsResource field `source`."""
+    `from_source`) loading the model named by the ModelsResource field `source`. `code_version`
+    (the model's) is extended with the tensor store's format, so a store written in another
+    format shows these partitions as having a new code version."""
 
     @dg.asset(
         name=name,
@@ -64,8 +67,8 @@ def embedding_asset(name: str, *, column: str, source: str, embedder, code_versi
         deps=[translated_proteins],
         pool=GPU_POOL,
         group_name="embeddings",
-        kinds={"pytorch", "parquet"},
-        code_version=code_version,
+        kinds={"pytorch", EMBEDDING_EXTENSION},
+        code_version=f"{code_version}|store={EMBEDDING_EXTENSION}",
         description=description,
     )
     def embeddings(
