@@ -29,7 +29,7 @@ import torch
 
 from benchmarks.common import emit, genome_files
 from benchmarks.gpu_common import (
-    PRECISIONS, agreement, kept_pairs, measure_peak, seconds, throughput_arguments, tokenizer_training_text,
+    PRECISIONS, agreement, kept_pairs, measure_peak, median_seconds, seconds, throughput_arguments, tokenizer_training_text,
 )
 from virnucpro_assets.demo.reads import load_genomes
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder, load_dnabert_model, write_tiny_dnabert
@@ -93,7 +93,7 @@ def main() -> None:
             for precision, budget, compiled in variants:
                 project = embedder(precision, compiled)
                 warmup, _ = seconds(lambda: project.embed(sequences, token_budget=budget), device)  # kernels, allocator, compilation
-                elapsed, result = seconds(lambda: project.embed(sequences, token_budget=budget), device)
+                elapsed, result = median_seconds(lambda: project.embed(sequences, token_budget=budget), device, args.repeats)
                 name = f"project {precision}{' compiled' if compiled else ''} budget {budget}"
                 record(name, elapsed, lengths.sum(), len(sequences),
                        ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import emit
-from benchmarks.gpu_common import PRECISIONS, agreement, kept_pairs, measure_peak, seconds, throughput_arguments
+from benchmarks.gpu_common import PRECISIONS, agreement, kept_pairs, measure_peak, median_seconds, seconds, throughput_arguments
 from virnucpro_assets.models.esm2 import Esm2Embedder, random_esm2
 from virnucpro_assets.models.identity import ModelIdentity
 
@@ -90,7 +90,7 @@ def main() -> None:
         for precision, budget, compiled in variants:
             project = embedders.setdefault((precision, compiled), embedder(precision, compiled))
             warmup, _ = seconds(lambda: project.embed(proteins, token_budget=budget), device)  # kernels, allocator, compilation
-            elapsed, result = seconds(lambda: project.embed(proteins, token_budget=budget), device)
+            elapsed, result = median_seconds(lambda: project.embed(proteins, token_budget=budget), device, args.repeats)
             name = f"project {precision}{' compiled' if compiled else ''} budget {budget}"
             record(name, elapsed, lengths.sum(), len(proteins),
                    ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),

@@ -35,6 +35,7 @@ def throughput_arguments(parser: argparse.ArgumentParser, reads: int, budgets: l
     parser.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,
                         help="the fp32 reference run and agreement figures (slow for ESM-2 3B: ~8K tokens/s)")
     parser.add_argument("--matmul-size", type=int, default=8192)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (the median is reported)")
     parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
 
 
@@ -69,6 +70,13 @@ def seconds(work: Callable[[], object], device: torch.device) -> tuple[float, ob
     result = work()
     synchronize(device)
     return time.perf_counter() - start, result
+
+
+def median_seconds(work: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, object]:
+    """The median of `repeats` timings of `work` (a GPU's rate drifts by 10-20 % between runs), and
+    the last result."""
+    timings = [seconds(work, device) for _ in range(repeats)]
+    return statistics.median(elapsed for elapsed, _ in timings), timings[-1][1]
 
 
 def synchronize(device: torch.device) -> None:

@@ -33,6 +33,7 @@ from esm.model.esm2 import ESM2
 
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
 from virnucpro_assets.models.batching import memory_token_budget, ragged_rows, token_budget_batches
+from virnucpro_assets.models.compilation import compile_layers
 from virnucpro_assets.models.embeddings import Embeddings
 from virnucpro_assets.models.esm2_fast import FastEsm2
 from virnucpro_assets.models.identity import ModelIdentity, hash_files
@@ -184,8 +185,7 @@ class Esm2Embedder:
         fast = model if isinstance(model, FastEsm2) else FastEsm2.from_fair_esm(model)
         self.model = fast.to(device=self.device, dtype=dtype).eval()
         if compiled:
-            for layer in self.model.layers:
-                layer.compile(dynamic=True)
+            compile_layers(self.model.layers)
         self.identity = identity
         self.dim = fast.embed_dim
         self.num_layers = fast.num_layers

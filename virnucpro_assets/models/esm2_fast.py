@@ -14,15 +14,22 @@ that `q_proj`, `k_proj` and `v_proj` are stacked into `qkv_proj` when a checkpoi
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 MASK_RATIO_TRAIN = 0.15 * 0.8  # fair-esm's token-dropout constant
 ROTARY_BASE = 10000.0
 # Weights fair-esm's module has and this one does not need, or computes itself.
 UNUSED_WEIGHTS = ("lm_head.", "contact_head.")
 ROTARY_BUFFER = "self_attn.rot_emb.inv_freq"
+# On a GPU, attention kernels in this order rather than PyTorch's (cuDNN first on Hopper): flash
+# takes unpadded batches, the memory-efficient kernel padded ones. +2 % (150-bp reads) and +7 %
+# (500-bp chunks) ESM-2 3B tokens/s on an H100, same vectors; the others remain as fall-backs.
+GPU_ATTENTION_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
 
 
 def rotary_tables(length: int, head_dim: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,10 +149,12 @@ class FastEsm2(nn.Module):
         cos, signed_sin = rotary_tables(tokens.shape[1], self.embed_dim // self.attention_heads, device, x.dtype)
         wanted = set(repr_layers)
         representations = {0: x} if 0 in wanted else {}
-        for index, layer in enumerate(self.layers, start=1):
-            x = layer(x, cos, signed_sin, attention_mask)
-            if index in wanted:
-                representations[index] = x
+        kernels = sdpa_kernel(GPU_ATTENTION_KERNELS, set_priority=True) if device.type == "cuda" else contextlib.nullcontext()
+        with kernels:
+            for index, layer in enumerate(self.layers, start=1):
+                x = layer(x, cos, signed_sin, attention_mask)
+                if index in wanted:
+                    representations[index] = x
         if self.num_layers in wanted:
             representations[self.num_layers] = self.emb_layer_norm_after(x)
         return {"representations": representations}

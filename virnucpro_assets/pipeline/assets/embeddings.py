@@ -75,7 +75,7 @@ def embedding_asset(name: str, *, column: str, source: str, embedder, code_versi
         context: dg.AssetExecutionContext, store: StoreResource, gpu: GpuResource, models: ModelsResource
     ) -> dg.MaterializeResult:
         def load(device: str, dtype):
-            compiled = models.compile and device.startswith("cuda")
+            compiled = source in models.compiled_models() and device.startswith("cuda")
             return embedder.from_source(getattr(models, source), device=device, dtype=dtype, compiled=compiled)
 
         return embed_shard(context, store, gpu, models, column=column, load=load, budget=getattr(models, f"{source}_token_budget"))

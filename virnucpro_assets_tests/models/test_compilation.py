@@ -1,0 +1,40 @@
+"""Compiled layers compute what the uncompiled ones do, and never stop a step where compiling fails."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from virnucpro_assets.models.esm2 import Esm2Embedder, random_esm2
+from virnucpro_assets.models.identity import ModelIdentity
+
+PROTEINS = ["MKTAYIAKQR", "MKTAYIAKQRQISFVKSHFSRQ", "WWKL"]
+
+
+def embedder(model, compiled: bool) -> Esm2Embedder:
+    return Esm2Embedder(model, model.alphabet, ModelIdentity("tiny", ""), compiled=compiled)
+
+
+def test_compiled_layers_give_the_uncompiled_vectors():
+    model = random_esm2(num_layers=2, embed_dim=32, attention_heads=4, seed=5)
+    eager = embedder(model, compiled=False).embed(PROTEINS).vectors
+    compiled = embedder(model, compiled=True)
+    assert all(hasattr(layer, "_compiled_call_impl") and layer._compiled_call_impl for layer in compiled.model.layers)
+    np.testing.assert_allclose(compiled.embed(PROTEINS).vectors, eager, atol=1e-5)
+
+
+def test_a_failing_compiler_falls_back_to_the_uncompiled_layers(monkeypatch):
+    model = random_esm2(num_layers=2, embed_dim=32, attention_heads=4, seed=5)
+    eager = embedder(model, compiled=False).embed(PROTEINS).vectors
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C compiler on this machine")
+
+    compiled = embedder(model, compiled=True)
+    for layer in compiled.model.layers:
+        layer.compile(dynamic=True, backend=broken_backend)
+    try:
+        vectors = compiled.embed(PROTEINS).vectors
+    finally:
+        torch._dynamo.reset()
+    np.testing.assert_allclose(vectors, eager, atol=1e-6)

@@ -1,0 +1,25 @@
+"""What the models resource reads from its settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from virnucpro_assets.errors import ConfigurationError
+from virnucpro_assets.pipeline.models import ModelsResource, default_models
+
+
+@pytest.mark.parametrize(
+    ("setting", "compiled"),
+    [(None, {"esm2"}), ("", {"esm2"}), ("none", set()), ("esm2, dnabert", {"esm2", "dnabert"}), ("dnabert", {"dnabert"})],
+)
+def test_compiled_models_follow_the_setting(monkeypatch, setting, compiled):
+    if setting is None:
+        monkeypatch.delenv("VIRNUCPRO_COMPILE", raising=False)
+    else:
+        monkeypatch.setenv("VIRNUCPRO_COMPILE", setting)
+    assert default_models().compiled_models() == compiled
+
+
+def test_an_unknown_model_to_compile_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="esm3 is not a model"):
+        ModelsResource(compile="esm2,esm3").compiled_models()
