@@ -7,7 +7,7 @@ import json
 import sys
 
 
-from benchmarks import dnabert_throughput, esm2_throughput, pipeline, tensor_store
+from benchmarks import dnabert_throughput, esm2_throughput, multi_gpu, pipeline, tensor_store
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
@@ -68,3 +68,20 @@ def test_tensor_store(monkeypatch, capsys, tmp_path):
     ratio = lines[-1]
     assert ratio["benchmark"] == "tensor_store_ratio" and ratio["parquet_over_arrow_load_s"] > 0
     assert list(tmp_path.iterdir()) == []  # the scratch files are gone
+
+
+def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
+    """The real daemon, queued runs, pool and leases over two simulated devices, then one, and
+    the comparison of both (GPU figures: README, "GPU speed and precision")."""
+    for variable in ("VIRNUCPRO_SHARDS", "VIRNUCPRO_DNABERT_MODEL", "VIRNUCPRO_ESM2_MODEL", "VIRNUCPRO_CLASSIFIER"):
+        monkeypatch.setenv(variable, "")  # the benchmark sets them; monkeypatch puts them back
+    lines = run(multi_gpu, monkeypatch, capsys, "--tiny", "--fake-devices", 2, "--reads", 200, "--shards", 2,
+                "--devices", "all,1", "--workdir", tmp_path)
+
+    runs = [line for line in lines if line["benchmark"] == "multi_gpu"]
+    assert len(runs) == 2 and all(line["one_gpu_step_per_device_at_a_time"] for line in runs)
+    assert all(line["tokens"] == runs[0]["tokens"] > 0 for line in runs)
+    devices = [line for line in lines if line["benchmark"] == "multi_gpu_device"]
+    assert sum(line["gpu_steps"] for line in devices) == 2 * 2 * 2  # two GPU assets x two shards, per configuration
+    (scaling,) = [line for line in lines if line["benchmark"] == "multi_gpu_scaling"]
+    assert scaling["outputs_identical"]
