@@ -67,6 +67,8 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
     assert (store / "sample_report/sample=tiny/per_read_scores.png").read_bytes()[:4] == b"\x89PNG"
     metadata = report.asset_materializations_for_node("sample_report")[0].metadata
     assert metadata["pairs"].value == len(expected_rows)
+    assert metadata["chunks"].value == len(chunks)
+    assert metadata["virus_chunks"].value == sum(verdict.values())
 
 
 def test_embedding_metadata_names_model_device_and_precision(pipeline, genome_reads):

@@ -127,13 +127,12 @@ def sample_report(context: dg.AssetExecutionContext, store: StoreResource) -> dg
     write_table(rollup.to_arrow(), directory / "per_read.parquet")
     plot = directory / "per_read_scores.png"
     plot_read_scores(rollup, plot)
-    chunks = files["prediction_results_highestscore.csv"].count("\tTrue\n"), files["prediction_results_highestscore.csv"].count("\n") - 1
     return dg.MaterializeResult(
         metadata={
             "pairs": len(ids),
             "virus_pairs": int((pairs["prediction"] == "virus").sum()),
-            "chunks": chunks[1],
-            "virus_chunks": chunks[0],
+            "chunks": int(rollup["scored_chunks"].sum()),
+            "virus_chunks": int(rollup["virus_chunks"].sum()),
             "reads_scored": rollup.height,
             "reads_with_a_virus_chunk": int((rollup["virus_chunks"] > 0).sum()),
             "directory": dg.MetadataValue.path(str(directory)),
