@@ -35,8 +35,8 @@ class ModelsResource(dg.ConfigurableResource):
     dnabert_token_budget: int | None = None
     esm2_token_budget: int | None = None
     # Models whose layers are torch.compile'd on a GPU (comma-separated; "none" for none). ESM-2 by
-    # default: +18 % tokens/s on an H100 for about 15 s of compilation on a machine's first step and
-    # 1-2 s on later ones (the graphs are cached on disk); DNABERT-S gains nothing on 150-bp reads.
+    # default: +19 % tokens/s on an H100 for 15-19 s of compilation in a machine's first step and
+    # 1-4 s in later ones (the graphs are cached on disk); DNABERT-S gains nothing on 150-bp reads.
     compile: str = "esm2"
 
     def compiled_models(self) -> set[str]:
