@@ -10,7 +10,8 @@ only). `--fake-devices N` simulates N CPU-backed devices (a CPU run of the same 
 uses the demo's tiny models, otherwise full-size random-weight models are written in the real
 formats. Per configuration, JSON lines: the embedding phase (from the first GPU step leasing a
 device to the last releasing one), each device's busy fraction over it and tokens/s, the total, whether any device ever ran two
-GPU steps at once; then the scaling of the phase against the first configuration and whether the
+GPU steps at once, the wall time from registering the sample to its report, and per GPU asset the
+model load's share of its steps (each step a process of its own, as deployed); then the scaling of the phase against the first configuration and whether the
 two configurations' outputs are byte-identical (sha256 of the original's two result files).
 `--against` adds the configurations of an earlier run's saved output to the comparison, so that the
 configurations of one sample can run in separate calls when together they outlast a call's time limit.
@@ -107,6 +108,7 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
 
     cli("virnucpro-assets", "init")
+    started = time.time()
     cli("virnucpro-assets", "add-sample", str(reads), "--name", SAMPLE)
     cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", SAMPLE)
     shards = [f"{i:03d}" for i in range(int(os.environ["VIRNUCPRO_SHARDS"]))]
@@ -125,6 +127,7 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
             raise RuntimeError(f"shard runs failed: {failed}")
         steps = gpu_steps(instance, runs)
     cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_report", "--partition", SAMPLE)
+    ingest_to_report = time.time() - started
 
     start, end = min(s["start"] for s in steps), max(s["end"] for s in steps)
     by_device = defaultdict(list)
@@ -144,6 +147,12 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
             busy_fraction=round(sum(s["end"] - s["start"] for s in device_steps) / (end - start), 3),
             tokens_per_s=round(sum(s["tokens"] for s in device_steps) / sum(s["embed_s"] for s in device_steps)),
         )
+    for asset in GPU_ASSETS:
+        asset_steps = [step for step in steps if step["asset"] == asset]
+        load, embed = (sum(step[key] for step in asset_steps) for key in ("model_load_s", "embed_s"))
+        emit(benchmark="multi_gpu_asset", devices=len(by_device), asset=asset, steps=len(asset_steps),
+             model_load_s_per_step=round(load / len(asset_steps), 2), embed_s_per_step=round(embed / len(asset_steps), 2),
+             model_load_share=round(load / (load + embed), 3))
     report = root / "store" / "sample_report" / f"sample={SAMPLE}"
     outputs = hashlib.sha256()
     for name in ("prediction_results.txt", "prediction_results_highestscore.csv"):
@@ -153,6 +162,7 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
         devices=len(by_device),
         shards=len(shards),
         embedding_phase_s=round(end - start, 1),
+        ingest_to_report_s=round(ingest_to_report, 1),
         tokens=sum(s["tokens"] for s in steps),
         tokens_per_s_total=round(sum(s["tokens"] for s in steps) / (end - start)),
         one_gpu_step_per_device_at_a_time=exclusive,
@@ -161,7 +171,8 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
 
 
 def gpu_steps(instance, runs) -> list[dict]:
-    """Each GPU step's device, the time it held it, its tokens and embedding time (materialization metadata)."""
+    """Each GPU step's asset, device, the time it held it, its tokens, model load and embedding time
+    (materialization metadata)."""
     import dagster as dg
 
     steps = []
@@ -172,11 +183,13 @@ def gpu_steps(instance, runs) -> list[dict]:
             metadata = record.event_log_entry.dagster_event.event_specific_data.materialization.metadata
             steps.append(
                 {
+                    "asset": record.event_log_entry.step_key,
                     "device": metadata["device"].value,
                     "start": metadata["device_held_from"].value,
                     "end": metadata["device_held_until"].value,
                     "tokens": metadata["tokens"].value,
                     "embed_s": metadata["embed_s"].value,
+                    "model_load_s": metadata["model_load_s"].value,
                 }
             )
     return steps

@@ -6,12 +6,14 @@ Hugging Face layout, the classifier in the native format).
     python -m benchmarks.pipeline [--reads 200000,20000] [--read-length 150] [--shards 8] [--tiny]
     python -m benchmarks.pipeline --refit saved_output.jsonl
 
-Each sample size is a sample of its own. One JSON line per asset and size: wall seconds over all its
+Each sample size is a sample of its own, after a small warm-up sample that takes the process's
+CUDA start-up and measures it (`pipeline_cold_start`: how much longer the first step of each GPU
+asset took than the others). One JSON line per asset and size: wall seconds over all its
 partitions, and for the GPU steps the seconds spent loading the model, embedding, and the rest
 (Dagster, store reads and writes: the overhead). Then each asset's wall time is fit as steps x fixed +
 reads x per-read (see `extrapolate`) and projected to 1M and 22M reads at the default 8 shards,
-assets one after another on one GPU as here; the model-load share of a GPU step is given at that
-shard size (1M reads / 8 shards).
+assets one after another on one GPU as here, each GPU asset's cold start paid once; the model-load
+share of a GPU step is given at that shard size (1M reads / 8 shards). `benchmarks/multi_gpu.py` times the same through real step processes.
 The embedding stages run at whatever rate the embedders reach; benchmarks/esm2_throughput.py and
 dnabert_throughput.py say how close that is to the GPU's limit.
 """
@@ -21,8 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -95,80 +99,106 @@ def run(args, workdir: Path) -> None:
         "gpu": GpuResource(lease_dir=str(workdir / "leases")),
     }
 
-    fits = {}
-    for reads in args.reads:
-        sample = f"reads{reads}"
+    def run_sample(sample: str, reads: int) -> dict[str, list[Step]]:
+        """Every asset of a new sample of `reads` reads, one materialization per partition: the steps of each asset."""
         path = workdir / f"{sample}.fasta"
         write_fasta(cut_reads(genomes, count=reads, lengths=(args.read_length,), seed=reads), path)
         SampleRegistry(workdir / "store").register(path, sample)
         instance.add_dynamic_partitions(SAMPLES, [sample])
-        total = 0.0
+        steps = {}
         for asset in ASSETS:
             partitions = [sample] if asset in SAMPLE_ASSETS else [dg.MultiPartitionKey({"sample": sample, "shard": s}) for s in shard_keys]
-            wall, loads, embeds = 0.0, 0.0, 0.0
+            steps[asset] = []
             for partition in partitions:
                 start = time.perf_counter()
                 result = dg.materialize(list(defs.assets), instance=instance, resources=resources, selection=[asset],
                                         partition_key=str(partition), run_config=QUIET)
-                wall += time.perf_counter() - start
-                for event in result.get_asset_materialization_events():
-                    metadata = event.materialization.metadata
-                    if asset in GPU_ASSETS:
-                        loads += metadata["model_load_s"].value
-                        embeds += metadata["embed_s"].value
-            total += wall
-            line = {"benchmark": "pipeline", "reads": reads, "asset": asset, "steps": len(partitions), "wall_s": round(wall, 2)}
-            if asset in GPU_ASSETS:
-                line.update(model_load_s=round(loads, 2), embed_s=round(embeds, 2), overhead_s=round(wall - loads - embeds, 2))
-            emit(**line)
-            fits.setdefault(asset, []).append((reads, wall, len(partitions), loads, embeds))
-        emit(benchmark="pipeline", reads=reads, shards=len(shard_keys), total_wall_s=round(total, 2))
+                (event,) = result.get_asset_materialization_events()
+                metadata = event.materialization.metadata
+                steps[asset].append(Step(time.perf_counter() - start, *(
+                    metadata[key].value if asset in GPU_ASSETS else 0.0 for key in ("model_load_s", "embed_s"))))
+        return steps
+
+    # The process's first step of each GPU asset pays CUDA's start-up, first kernel loads and (ESM-2)
+    # compilation with a cold cache; a small sample first keeps that out of the measured sizes.
+    warmup = run_sample("warmup", max(len(shard_keys), min(args.reads) // 10))
+    cold_start = {asset: cold_start_s(warmup[asset]) for asset in GPU_ASSETS}
+    emit(benchmark="pipeline_cold_start", **{f"{asset}_s": cold for asset, cold in cold_start.items()})
+    fits = {}
+    for reads in args.reads:
+        steps = run_sample(f"reads{reads}", reads)
+        for asset in ASSETS:
+            line = totals(steps[asset])
+            emit(benchmark="pipeline", reads=reads, asset=asset, **line)
+            fits.setdefault(asset, []).append((reads, line))
+        emit(benchmark="pipeline", reads=reads, shards=len(shard_keys),
+             total_wall_s=round(sum(step.wall_s for asset_steps in steps.values() for step in asset_steps), 2))
     if len(args.reads) >= 2:
-        extrapolate(fits)
+        extrapolate(fits, cold_start)
 
 
-def extrapolate(fits: dict) -> None:
-    """Per asset, wall = steps x fixed + reads x per_read, projected to PROJECTED_READS at
-    DEFAULT_SHARDS shards. GPU steps: per_read is the embedding time of the largest sample per read
-    (it grows with tokens), fixed is model load plus Dagster and store reads and writes per step, the
-    larger of the samples' (the first sample's steps also pay the process's CUDA start-up, as each
-    run process does).
-    CPU assets: the line through the smallest and largest sample."""
+@dataclass(frozen=True)
+class Step:
+    wall_s: float
+    model_load_s: float  # GPU steps only, from the materialization's metadata
+    embed_s: float
+
+
+def cold_start_s(steps: list[Step]) -> float | None:
+    """How much longer a sample's first step took than its others (same size): None with one step."""
+    if len(steps) < 2:
+        return None
+    return round(steps[0].wall_s - statistics.median(step.wall_s for step in steps[1:]), 2)
+
+
+def totals(steps: list[Step]) -> dict:
+    line = {"steps": len(steps), "wall_s": round(sum(step.wall_s for step in steps), 2)}
+    loads, embeds = sum(step.model_load_s for step in steps), sum(step.embed_s for step in steps)
+    if embeds:
+        line.update(model_load_s=round(loads, 2), embed_s=round(embeds, 2), overhead_s=round(line["wall_s"] - loads - embeds, 2))
+    return line
+
+
+def extrapolate(fits: dict[str, list[tuple[int, dict]]], cold_start: dict[str, float | None]) -> None:
+    """Per asset, the line through the smallest and largest sample: wall = steps x fixed + reads x
+    per_read (fixed: model load, Dagster, store reads and writes; per_read: the rest, embedding
+    above all), projected to PROJECTED_READS at DEFAULT_SHARDS shards, plus each GPU asset's cold
+    start once (a machine's first step of it: first kernel loads, and ESM-2's compilation before
+    PyTorch has cached it on disk). What every step process pays on top in a deployment (imports,
+    CUDA start-up) is in multi_gpu.py's real runs, not here. Also, per GPU asset, the model load's share of a
+    step at 1M reads in DEFAULT_SHARDS shards."""
     projected = dict.fromkeys(PROJECTED_READS, 0.0)
     for asset, points in fits.items():
-        (big, big_wall, steps, big_load, big_embed), (small, small_wall, *_rest) = max(points), min(points)
-        if asset in GPU_ASSETS:
-            per_read = big_embed / big
-            fixed_per_step = max((wall - embed) / steps for _, wall, steps, _, embed in points)
-        else:
-            per_read = (big_wall - small_wall) / (big - small)
-            fixed_per_step = max(0.0, (big_wall - per_read * big) / steps)
-        default_steps = 1 if asset in SAMPLE_ASSETS else DEFAULT_SHARDS
+        (small, small_line), (big, big_line) = min(points, key=lambda p: p[0]), max(points, key=lambda p: p[0])
+        steps = big_line["steps"]
+        per_read = (big_line["wall_s"] - small_line["wall_s"]) / (big - small)
+        fixed_per_step = max(0.0, (big_line["wall_s"] - per_read * big) / steps)
         line = {"benchmark": "pipeline_fit", "asset": asset, "fixed_s_per_step": round(fixed_per_step, 2),
                 "per_million_reads_s": round(per_read * 1e6, 1)}
         if asset in GPU_ASSETS:
-            load_per_step = max(load / steps for _, _, steps, load, _ in points)
-            embed_per_step = per_read * PROJECTED_READS[0] / DEFAULT_SHARDS
+            load_per_step = big_line["model_load_s"] / steps
+            embed_per_step = (big_line["embed_s"] - small_line["embed_s"]) / (big - small) * PROJECTED_READS[0] / DEFAULT_SHARDS
             line.update(model_load_s_per_step=round(load_per_step, 2),
                         embed_s_per_step_at_1M_reads_8_shards=round(embed_per_step, 1),
                         model_load_share_at_1M_reads_8_shards=round(load_per_step / (load_per_step + embed_per_step), 3))
         emit(**line)
+        default_steps = 1 if asset in SAMPLE_ASSETS else DEFAULT_SHARDS
         for reads in projected:
-            projected[reads] += default_steps * fixed_per_step + per_read * reads
+            projected[reads] += default_steps * fixed_per_step + per_read * reads + (cold_start.get(asset) or 0.0)
     for reads, seconds in projected.items():
         emit(benchmark="pipeline_projection", reads=reads, shards=DEFAULT_SHARDS, devices=1,
              wall_s=round(seconds), wall_min=round(seconds / 60, 1))
 
 
 def refit(path: Path) -> None:
-    """extrapolate() again from the per-asset lines a run printed (saved as JSON lines)."""
-    fits = {}
+    """extrapolate() again from the lines a run printed (saved as JSON lines)."""
+    fits, cold_start = {}, {}
     for line in map(json.loads, path.read_text().splitlines()):
         if line.get("benchmark") == "pipeline" and "asset" in line:
-            fits.setdefault(line["asset"], []).append(
-                (line["reads"], line["wall_s"], line["steps"], line.get("model_load_s", 0.0), line.get("embed_s", 0.0))
-            )
-    extrapolate(fits)
+            fits.setdefault(line["asset"], []).append((line["reads"], line))
+        elif line.get("benchmark") == "pipeline_cold_start":
+            cold_start = {asset: line.get(f"{asset}_s") for asset in GPU_ASSETS}
+    extrapolate(fits, cold_start)
 
 
 def write_models(directory: Path, genomes: list[tuple[str, str]], tiny: bool) -> dict[str, Path]:

@@ -7,7 +7,7 @@ import json
 import sys
 
 
-from benchmarks import dnabert_throughput, esm2_throughput, multi_gpu, pipeline, tensor_store
+from benchmarks import dnabert_throughput, esm2_fp8, esm2_throughput, multi_gpu, pipeline, tensor_store
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
@@ -34,6 +34,32 @@ def test_esm2_throughput(monkeypatch, capsys):
     assert {"tokens_per_s", "sequences_per_s", "fraction_of_matmul_peak", "ratio_to_original"} <= set(half)
 
 
+def test_esm2_fp8(monkeypatch, capsys):
+    lines = run(esm2_fp8, monkeypatch, capsys, "--device", "cpu", "--layers", 1, "--dim", 32, "--heads", 2,
+                "--reads", 30, "--read-lengths", 150, "--repeats", 1)
+    variants = by_variant(lines)
+    assert set(variants) == set(esm2_fp8.VARIANTS)
+    assert variants["fp16"]["speedup_over_fp16"] == 1.0
+    for line in variants.values():
+        assert line["vs_fp32"]["finite"] and line["tokens_per_s"] > 0
+    # Float8 rounding (3 mantissa bits) moves the vectors; fp16 (10 bits) hardly does.
+    assert variants["fp8 all linears"]["vs_fp32"]["min_cosine"] < variants["fp16"]["vs_fp32"]["min_cosine"]
+    assert variants["fp8 all linears"]["vs_fp32"]["min_cosine"] > 0.9
+
+
+def test_fp8_linear_is_the_linear_within_float8_rounding():
+    import torch
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    x = torch.randn(5, 7, 64)
+    fp8 = esm2_fp8.Fp8Linear(linear)
+    exact, approximate = linear(x), fp8(x)
+    assert approximate.shape == exact.shape and approximate.dtype == x.dtype
+    relative = (approximate - exact).norm() / exact.norm()
+    assert 0 < relative < 0.08  # e4m3 keeps 3 mantissa bits: a few percent, never exact
+
+
 def test_dnabert_throughput(monkeypatch, capsys):
     lines = run(
         dnabert_throughput, monkeypatch, capsys, "--device", "cpu", "--hidden", 16, "--layers", 1, "--heads", 2,
@@ -55,6 +81,8 @@ def test_pipeline(monkeypatch, capsys, tmp_path):
     walls = {(line["reads"], line["asset"]): line for line in lines if line["benchmark"] == "pipeline" and "asset" in line}
     assert {asset for _, asset in walls} == set(pipeline.ASSETS)
     assert walls[(20, "esm2_embeddings")]["embed_s"] > 0
+    (cold,) = [line for line in lines if line["benchmark"] == "pipeline_cold_start"]
+    assert set(cold) == {"benchmark"} | {f"{asset}_s" for asset in pipeline.GPU_ASSETS}  # None with one shard
     projections = [line for line in lines if line["benchmark"] == "pipeline_projection"]
     assert [line["reads"] for line in projections] == list(pipeline.PROJECTED_READS)
     assert (tmp_path / "store" / "sample_report" / "sample=reads20").is_dir()
@@ -81,6 +109,10 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     runs = [line for line in lines if line["benchmark"] == "multi_gpu"]
     assert len(runs) == 2 and all(line["one_gpu_step_per_device_at_a_time"] for line in runs)
     assert all(line["tokens"] == runs[0]["tokens"] > 0 for line in runs)
+    assert all(line["ingest_to_report_s"] > line["embedding_phase_s"] > 0 for line in runs)
+    assets = [line for line in lines if line["benchmark"] == "multi_gpu_asset"]
+    assert sorted(line["asset"] for line in assets) == sorted(multi_gpu.GPU_ASSETS * 2)
+    assert all(line["steps"] == 2 and 0 < line["model_load_share"] < 1 for line in assets)
     devices = [line for line in lines if line["benchmark"] == "multi_gpu_device"]
     assert sum(line["gpu_steps"] for line in devices) == 2 * 2 * 2  # two GPU assets x two shards, per configuration
     (scaling,) = [line for line in lines if line["benchmark"] == "multi_gpu_scaling"]
