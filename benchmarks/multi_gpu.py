@@ -152,7 +152,8 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
         load, embed = (sum(step[key] for step in asset_steps) for key in ("model_load_s", "embed_s"))
         emit(benchmark="multi_gpu_asset", devices=len(by_device), asset=asset, steps=len(asset_steps),
              model_load_s_per_step=round(load / len(asset_steps), 2), embed_s_per_step=round(embed / len(asset_steps), 2),
-             model_load_share=round(load / (load + embed), 3))
+             model_load_share=round(load / (load + embed), 3),
+             tokens_per_s_while_embedding=round(sum(step["tokens"] for step in asset_steps) / embed))
     report = root / "store" / "sample_report" / f"sample={SAMPLE}"
     outputs = hashlib.sha256()
     for name in ("prediction_results.txt", "prediction_results_highestscore.csv"):
