@@ -290,12 +290,13 @@ def required_file(directory: Path, name: str) -> Path:
     return directory / name
 
 
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Tensors of a safetensors or PyTorch weight file, with any `bert.` prefix removed and any
-    MLM head dropped. A .bin is unpickled with weights_only=True, which refuses arbitrary objects."""
+    MLM head dropped; safetensors are read straight onto `device`, a .bin onto the CPU. A .bin is
+    unpickled with weights_only=True, which refuses arbitrary objects."""
     try:
         if path.suffix == ".safetensors":
-            tensors = safetensors.torch.load_file(path)
+            tensors = safetensors.torch.load_file(path, device=str(device))
         else:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError) as error:
@@ -325,7 +326,7 @@ def load_dnabert_model(
     """DnabertModel from config.json and the weight file of `directory`, in eval mode on `device`."""
     config = DnabertConfig.from_json(required_file(directory, CONFIG_FILE))
     weights_path = find_weights_file(directory)
-    state = read_checkpoint(weights_path)
+    state = read_checkpoint(weights_path, device)
     # Built on the device itself, whose random initialisation is then replaced: on a GPU that is
     # near free, where initialising 117M weights on the CPU first costs most of a step's load time.
     with torch.device(device):

@@ -214,10 +214,20 @@ class TouchOnUnpickle:
         return (Path.touch, (self.marker,))
 
 
-def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+def test_a_checkpoint_in_the_legacy_format_loads_read_whole(tmp_path, checkpoint, embedder):
+    """Checkpoints are memory-mapped; PyTorch's pre-zip format cannot be, and is read whole instead."""
+    legacy = tmp_path / "esm2_t2_tiny.pt"
+    torch.save(torch.load(checkpoint, weights_only=False), legacy, _use_new_zipfile_serialization=False)
+
+    proteins = random_proteins(5)
+    assert_same_vectors(Esm2Embedder.from_source(str(legacy)).embed(proteins).vectors, embedder.embed(proteins).vectors, 0.0)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, zip_format):
     marker = tmp_path / "code-ran"
     malicious = tmp_path / "esm2_t2_tiny.pt"
-    torch.save({"model": {}, "cfg": {"model": TouchOnUnpickle(marker)}}, malicious)
+    torch.save({"model": {}, "cfg": {"model": TouchOnUnpickle(marker)}}, malicious, _use_new_zipfile_serialization=zip_format)
 
     with pytest.raises(ModelFormatError, match="Refusing to load"):
         load_esm2(str(malicious))
