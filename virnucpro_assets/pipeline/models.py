@@ -35,8 +35,9 @@ class ModelsResource(dg.ConfigurableResource):
     dnabert_token_budget: int | None = None
     esm2_token_budget: int | None = None
     # Models whose layers are torch.compile'd on a GPU (comma-separated; "none" for none). ESM-2 by
-    # default: +19 % tokens/s on an H100 for 15-19 s of compilation in a machine's first step and
-    # 1-4 s in later ones (the graphs are cached on disk); DNABERT-S gains nothing on 150-bp reads.
+    # default: +19 % tokens/s on an H100, for 10-14 s of compiler set-up in every step process plus
+    # 15-19 s of compilation in a machine's first step and 1-4 s in later ones (the graphs are cached
+    # on disk): even at 125K-read shards, ahead beyond; DNABERT-S gains nothing on 150-bp reads.
     compile: str = "esm2"
 
     def compiled_models(self) -> set[str]:
