@@ -13,7 +13,8 @@ partitions, and for the GPU steps the seconds spent loading the model, embedding
 (Dagster, store reads and writes: the overhead). Then each asset's wall time is fit as steps x fixed +
 reads x per-read (see `extrapolate`) and projected to 1M and 22M reads at the default 8 shards,
 assets one after another on one GPU as here, each GPU asset's cold start paid once; the model-load
-share of a GPU step is given at that shard size (1M reads / 8 shards). `benchmarks/multi_gpu.py` times the same through real step processes.
+share of a GPU step is given at that shard size (1M reads / 8 shards). `benchmarks/multi_gpu.py`
+times the same through real step processes.
 The embedding stages run at whatever rate the embedders reach; benchmarks/esm2_throughput.py and
 dnabert_throughput.py say how close that is to the GPU's limit.
 """
@@ -165,8 +166,8 @@ def extrapolate(fits: dict[str, list[tuple[int, dict]]], cold_start: dict[str, f
     above all), projected to PROJECTED_READS at DEFAULT_SHARDS shards, plus each GPU asset's cold
     start once (a machine's first step of it: first kernel loads, and ESM-2's compilation before
     PyTorch has cached it on disk). What every step process pays on top in a deployment (imports,
-    CUDA start-up) is in multi_gpu.py's real runs, not here. Also, per GPU asset, the model load's share of a
-    step at 1M reads in DEFAULT_SHARDS shards."""
+    CUDA start-up) is in multi_gpu.py's real runs, not here. Also, per GPU asset, the model load's
+    share of a step at 1M reads in DEFAULT_SHARDS shards."""
     projected = dict.fromkeys(PROJECTED_READS, 0.0)
     for asset, points in fits.items():
         (small, small_line), (big, big_line) = min(points, key=lambda p: p[0]), max(points, key=lambda p: p[0])
