@@ -21,7 +21,14 @@ untrusted = ~(
 )
 deps_checked = (~dg.AutomationCondition.any_deps_match(untrusted)).with_label("no upstream blocking check failed")
 
-follows_upstream = (dg.AutomationCondition.eager() & deps_checked).with_label("eager, on checked upstream")
+# A tick reads the assets' latest materializations when it starts and whether they are in progress
+# later. A step finishing in between looks neither materialized nor running, and eager() alone
+# requests it again (a GPU step run twice, everything after it too). Such a step was in progress at
+# the previous tick, so holding back for one tick whatever just stopped being in progress is enough:
+# by then its materialization is seen, and eager() counts it as handled.
+just_finished = (~dg.AutomationCondition.in_progress()).newly_true().with_label("stopped being in progress since the last tick")
+
+follows_upstream = (dg.AutomationCondition.eager() & ~just_finished & deps_checked).with_label("eager, on checked upstream")
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "virnucpro_automation",

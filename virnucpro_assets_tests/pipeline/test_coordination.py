@@ -2,13 +2,14 @@
 
 import os
 import signal
+from contextlib import ExitStack
 from itertools import combinations
 
 import dagster as dg
 
 from virnucpro_assets.demo.reads import write_fasta
 from virnucpro_assets.gpu.inventory import Device
-from virnucpro_assets.gpu.leases import device_holders
+from virnucpro_assets.gpu.leases import device_holders, lease_device
 from virnucpro_assets.storage import EMBEDDING_EXTENSION
 from virnucpro_assets_tests.daemon import Instance, wait_for
 
@@ -29,7 +30,13 @@ def test_queued_runs_share_two_devices_one_step_each_and_recover_from_kill_9(tmp
 
     with instance.daemon(), instance.dagster() as dagster:
         partitions = ",".join(f"coord|{shard}" for shard in SHARDS)
-        instance.cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--partitions", partitions, "--noprompt")
+        # Both devices are held here until two runs' GPU steps wait for one, so that two steps are
+        # sure to share the devices at once on a machine slow to start runs.
+        with ExitStack() as devices:
+            for device in FAKE_DEVICES:
+                devices.enter_context(lease_device([device], instance.home / "gpu-leases", {"holder": "test"}))
+            instance.cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--partitions", partitions, "--noprompt")
+            wait_for(lambda: dagster.event_log_storage.get_concurrency_info("gpu").active_slot_count == 2, 300, "two GPU steps waiting")
         runs = wait_for(lambda: finished_runs(dagster, 6), 400, "six shard runs")
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
 

@@ -11,6 +11,7 @@ import pytest
 from virnucpro_assets.definitions import defs
 from virnucpro_assets.demo.reads import write_fasta, write_fastq
 from virnucpro_assets.models.classifier import Classifier
+from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import ModelsResource
 from virnucpro_assets.pipeline.partitions import SAMPLES
 from virnucpro_assets.pipeline.resources import StoreResource
@@ -173,6 +174,51 @@ def test_automation_runs_each_shards_chain_then_the_report(pipeline, genome_read
     assert automation.tick() == {}
 
 
+def test_a_step_finishing_during_a_tick_is_not_requested_again(persistent_pipeline, genome_reads, monkeypatch):
+    """A GPU step that finishes while an automation tick is being evaluated is not started again.
+    Dagster reads the assets' latest materializations at the start of a tick and whether they are in
+    progress later, so such a step looked neither materialized nor running (seen in CI: a shard's
+    esm2_embeddings run twice, and merged_features and predictions after it)."""
+    from dagster._utils.caching_instance_queryer import CachingInstanceQueryer
+
+    pipeline = persistent_pipeline
+    sample = pipeline.register(genome_reads[:12], "race")
+    first, second = pipeline.shard_partitions(sample)[:2]
+    automation = Automation(pipeline.instance)
+    pipeline.materialize(["sample_reads"], sample)
+    automation.tick()
+
+    # The first shard's chain run, held inside its ESM-2 step.
+    release, embedding = threading.Event(), Esm2Embedder.embed
+    monkeypatch.setattr(Esm2Embedder, "embed", lambda self, *args, **kwargs: release.wait(60) and embedding(self, *args, **kwargs))
+    chain = threading.Thread(target=pipeline.materialize, args=(SHARD_ASSETS, first))
+    chain.start()
+    esm2 = dg.AssetKey("esm2_embeddings")
+    materialized = lambda key, partition: pipeline.instance.fetch_materializations(  # noqa: E731
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(partition)]), limit=1
+    ).records
+    wait_for(lambda: materialized(dg.AssetKey("translated_proteins"), first), 60, "the first shard's proteins")
+    # Another shard materialized since is what keeps Dagster from seeing that the first shard's
+    # proteins came from a run that also runs its ESM-2 step.
+    pipeline.materialize(["translated_proteins"], second)
+    assert str(first) not in automation.tick().get("esm2_embeddings", []), "in progress"
+
+    prefetch = CachingInstanceQueryer.prefetch_asset_records
+
+    def finishing_now(queryer, keys):
+        prefetch(queryer, keys)
+        if not release.is_set():
+            release.set()
+            wait_for(lambda: materialized(esm2, first), 60, "the ESM-2 step to finish")
+
+    monkeypatch.setattr(CachingInstanceQueryer, "prefetch_asset_records", finishing_now)
+    requested = automation.tick()
+    chain.join(60)
+    assert release.is_set() and not chain.is_alive()
+    assert str(first) not in requested.get("esm2_embeddings", []), requested
+    assert str(first) not in automation.tick().get("esm2_embeddings", [])
+
+
 def test_a_failed_blocking_check_holds_back_the_report(pipeline, genome_reads, monkeypatch):
     sample = pipeline.register(genome_reads[:12], "held")
     automation = Automation(pipeline.instance)
@@ -260,8 +306,10 @@ def test_dropped_files_end_as_sample_reports_with_the_daemon_running(tmp_path, d
         metadata = rejection.asset_observation.metadata
         assert metadata["rejected_file"].value == str(inbox / "broken.fasta") and "neither FASTA" in metadata["reason"].value
         checked = [
-            record.event_log_entry.dagster_event.event_specific_data
+            (run, record.event_log_entry.dagster_event.event_specific_data)
             for run in dagster.get_runs()
             for record in dagster.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
         ]
-        assert len(checked) == 2 * (2 * 5 + 1) and all(evaluation.passed for evaluation in checked)
+        evaluated = sorted(f"{e.check_name} [{e.partition}] in run {run.run_id[:8]} ({run.tags.get('dagster/partition')}, {run.asset_selection and sorted(k.to_user_string() for k in run.asset_selection)})" for run, e in checked)
+        assert len(checked) == 2 * (2 * 5 + 1), "\n".join(evaluated)
+        assert all(evaluation.passed for _, evaluation in checked)
