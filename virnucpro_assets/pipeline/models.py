@@ -35,10 +35,21 @@ class ModelsResource(dg.ConfigurableResource):
     dnabert_token_budget: int | None = None
     esm2_token_budget: int | None = None
     # Models whose layers are torch.compile'd on a GPU (comma-separated; "none" for none). ESM-2 by
-    # default: +19 % tokens/s on an H100, for 10-14 s of compiler set-up in every step process plus
-    # 15-19 s of compilation in a machine's first step and 1-4 s in later ones (the graphs are cached
-    # on disk): even at 125K-read shards, ahead beyond; DNABERT-S gains nothing on 150-bp reads.
+    # default: +19 % tokens/s on an H100, for 15-19 s of compilation in a machine's first step and
+    # 1-4 s in later ones (the graphs are cached on disk), plus 10-14 s of importing the compiler in
+    # every run process, done in the background from the run's start (setup_for_execution).
+    # DNABERT-S gains nothing on 150-bp reads.
     compile: str = "esm2"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """At the start of a run, on a GPU machine that compiles a model: import the compiler in the
+        background (see virnucpro_assets.models.compilation.start_warm_up)."""
+        import torch
+
+        if self.compiled_models() and torch.cuda.is_available():
+            from virnucpro_assets.models.compilation import start_warm_up
+
+            start_warm_up()
 
     def compiled_models(self) -> set[str]:
         names = {name.strip() for name in self.compile.split(",")} - {"", "none"}

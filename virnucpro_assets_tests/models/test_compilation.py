@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import torch
 
@@ -38,3 +42,29 @@ def test_a_failing_compiler_falls_back_to_the_uncompiled_layers(monkeypatch):
     finally:
         torch._dynamo.reset()
     np.testing.assert_allclose(vectors, eager, atol=1e-6)
+
+
+def test_the_warm_up_imports_the_compiler_in_the_background():
+    script = (
+        "import sys; from virnucpro_assets.models import compilation as c; c.start_warm_up(); c.start_warm_up();"
+        "import threading; warm = [t for t in threading.enumerate() if t.name == 'torch.compile warm-up'];"
+        "assert len(warm) == 1, warm; warm[0].join();"
+        "assert 'torch._inductor.compile_fx' in sys.modules and 'torch._dynamo' in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+
+
+def test_compiling_waits_for_the_warm_up(monkeypatch):
+    from virnucpro_assets.models import compilation
+
+    order = []
+    release = threading.Event()
+    monkeypatch.setattr(compilation, "_warm_up", None)
+    monkeypatch.setattr(compilation, "_import_compiler", lambda: (release.wait(30), order.append("warm-up")))
+    compilation.start_warm_up()
+    model = random_esm2(num_layers=1, embed_dim=32, attention_heads=4, seed=5)
+    threading.Timer(0.2, release.set).start()
+    compilation.compile_layers(model.layers)
+    order.append("compiled")
+    assert order == ["warm-up", "compiled"]
