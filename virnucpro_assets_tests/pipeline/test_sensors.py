@@ -183,24 +183,27 @@ def test_a_step_finishing_during_a_tick_is_not_requested_again(persistent_pipeli
 
     pipeline = persistent_pipeline
     sample = pipeline.register(genome_reads[:12], "race")
-    first, second = pipeline.shard_partitions(sample)[:2]
+    first = pipeline.shard_partitions(sample)[0]
     automation = Automation(pipeline.instance)
     pipeline.materialize(["sample_reads"], sample)
     automation.tick()
 
-    # The first shard's chain run, held inside its ESM-2 step.
-    release, embedding = threading.Event(), Esm2Embedder.embed
-    monkeypatch.setattr(Esm2Embedder, "embed", lambda self, *args, **kwargs: release.wait(60) and embedding(self, *args, **kwargs))
-    chain = threading.Thread(target=pipeline.materialize, args=(SHARD_ASSETS, first))
+    pipeline.materialize(["translated_proteins"], first)
+
+    # The rest of the first shard's chain, held inside its ESM-2 step. Nothing else materializes
+    # until it ends: Dagster's run set-up is not safe beside another run of the same process.
+    entered, release, embedding = threading.Event(), threading.Event(), Esm2Embedder.embed
+
+    def held(self, *args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return embedding(self, *args, **kwargs)
+
+    monkeypatch.setattr(Esm2Embedder, "embed", held)
+    chain = threading.Thread(target=pipeline.materialize, args=(SHARD_ASSETS[1:], first))
     chain.start()
     esm2 = dg.AssetKey("esm2_embeddings")
-    materialized = lambda key, partition: pipeline.instance.fetch_materializations(  # noqa: E731
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(partition)]), limit=1
-    ).records
-    wait_for(lambda: materialized(dg.AssetKey("translated_proteins"), first), 60, "the first shard's proteins")
-    # Another shard materialized since is what keeps Dagster from seeing that the first shard's
-    # proteins came from a run that also runs its ESM-2 step.
-    pipeline.materialize(["translated_proteins"], second)
+    wait_for(entered.is_set, 60, "the ESM-2 step to start")
     assert str(first) not in automation.tick().get("esm2_embeddings", []), "in progress"
 
     prefetch = CachingInstanceQueryer.prefetch_asset_records
@@ -209,7 +212,7 @@ def test_a_step_finishing_during_a_tick_is_not_requested_again(persistent_pipeli
         prefetch(queryer, keys)
         if not release.is_set():
             release.set()
-            wait_for(lambda: materialized(esm2, first), 60, "the ESM-2 step to finish")
+            wait_for(lambda: pipeline.instance.get_latest_materialization_event(esm2), 60, "the ESM-2 step to finish")
 
     monkeypatch.setattr(CachingInstanceQueryer, "prefetch_asset_records", finishing_now)
     requested = automation.tick()
