@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings, remove_former_embeddings, write_embeddings
+from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings, write_embeddings
 
 
 @pytest.fixture
@@ -62,9 +62,8 @@ def test_empty_table_and_mismatched_rows(tmp_path):
     assert not (tmp_path / "bad.arrow").exists() and list(tmp_path.iterdir()) == [path]
 
 
-def test_remove_former_embeddings_removes_only_the_parquet_of_that_shard(tmp_path):
-    for name in ("shard=000.parquet", "shard=001.parquet", "shard=000.arrow"):
+def test_writing_embeddings_removes_only_the_former_parquet_of_that_shard(tmp_path):
+    for name in ("shard=000.parquet", "shard=001.parquet"):
         (tmp_path / name).write_bytes(b"x")
-    remove_former_embeddings(tmp_path / "shard=000.arrow")
-    remove_former_embeddings(tmp_path / "shard=002.arrow")  # nothing to remove is fine
+    write_embeddings(tmp_path / "shard=000.arrow", ["a"], np.ones((1, 3), np.float32))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard=000.arrow", "shard=001.parquet"]

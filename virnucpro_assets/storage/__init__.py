@@ -5,7 +5,6 @@ from virnucpro_assets.storage.tables import (
     EMBEDDING_EXTENSION,
     load_embeddings,
     read_table,
-    remove_former_embeddings,
     write_embeddings,
     write_table,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "check_name",
     "load_embeddings",
     "read_table",
-    "remove_former_embeddings",
     "write_embeddings",
     "write_table",
 ]

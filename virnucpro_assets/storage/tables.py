@@ -52,7 +52,8 @@ def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
 
 
 def write_embeddings(path: Path, pair_ids: pa.Array | pa.ChunkedArray | list[str], vectors: np.ndarray) -> None:
-    """Write an embedding table (Arrow IPC, uncompressed, one record batch) atomically at `path`."""
+    """Write an embedding table (Arrow IPC, uncompressed, one record batch) atomically at `path`,
+    replacing the Parquet table a store of the former format kept there."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(pair_ids):
         raise ValueError(f"{len(pair_ids)} ids but vectors of shape {vectors.shape}")
@@ -60,6 +61,7 @@ def write_embeddings(path: Path, pair_ids: pa.Array | pa.ChunkedArray | list[str
     table = pa.table({"pair_id": _large_strings(pair_ids), EMBEDDING_COLUMN: column})
     with atomic_path(path) as temporary:
         feather.write_feather(table, temporary, compression="uncompressed", chunksize=max(table.num_rows, 1))
+    _remove_former_embeddings(path)
 
 
 def load_embeddings(path: Path) -> tuple[pa.Array, np.ndarray]:
@@ -74,7 +76,7 @@ def load_embeddings(path: Path) -> tuple[pa.Array, np.ndarray]:
     return _one_chunk(table.column("pair_id")), flat.reshape(-1, column.type.list_size)
 
 
-def remove_former_embeddings(path: Path) -> None:
+def _remove_former_embeddings(path: Path) -> None:
     """Remove the Parquet embedding table that a store written before the switch to Arrow IPC kept
     in place of `path`, so that re-materializing a partition leaves only its current file."""
     path.with_suffix(f".{FORMER_EMBEDDING_EXTENSION}").unlink(missing_ok=True)

@@ -21,7 +21,6 @@ from virnucpro_assets.storage import (
     atomic_path,
     load_embeddings,
     read_table,
-    remove_former_embeddings,
     write_embeddings,
     write_table,
 )
@@ -49,7 +48,6 @@ def merged_features(context: dg.AssetExecutionContext, store: StoreResource) -> 
     )
     path = store.store.shard_path("merged_features", sample, shard, EMBEDDING_EXTENSION)
     write_embeddings(path, pair_ids, features)
-    remove_former_embeddings(path)
     return dg.MaterializeResult(metadata={"rows": len(pair_ids), "width": features.shape[1], "path": dg.MetadataValue.path(str(path))})
 
 

@@ -12,7 +12,7 @@ from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, default_models, esm2_version
 from virnucpro_assets.pipeline.partitions import sample_and_shard, sample_shard_partitions
 from virnucpro_assets.pipeline.resources import StoreResource
-from virnucpro_assets.storage import EMBEDDING_EXTENSION, read_table, remove_former_embeddings, write_embeddings
+from virnucpro_assets.storage import EMBEDDING_EXTENSION, read_table, write_embeddings
 
 _configured = default_models()
 
@@ -33,7 +33,6 @@ def embed_shard(context, store: StoreResource, gpu: GpuResource, models: ModelsR
     held_until = time.time()
     path = store.store.shard_path(context.asset_key.to_user_string(), sample, shard, EMBEDDING_EXTENSION)
     write_embeddings(path, pairs.column("pair_id"), result.vectors)
-    remove_former_embeddings(path)
     return dg.MaterializeResult(
         metadata={
             "rows": pairs.num_rows,
