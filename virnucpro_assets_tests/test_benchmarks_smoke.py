@@ -7,7 +7,7 @@ import json
 import sys
 
 
-from benchmarks import dnabert_throughput, esm2_fp8, esm2_throughput, multi_gpu, pipeline, tensor_store
+from benchmarks import compiler_warm_up, dnabert_throughput, esm2_fp8, esm2_throughput, multi_gpu, pipeline, tensor_store
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
@@ -117,3 +117,11 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     assert sum(line["gpu_steps"] for line in devices) == 2 * 2 * 2  # two GPU assets x two shards, per configuration
     (scaling,) = [line for line in lines if line["benchmark"] == "multi_gpu_scaling"]
     assert scaling["outputs_identical"]
+
+
+def test_compiler_warm_up(monkeypatch, capsys):
+    lines = run(compiler_warm_up, monkeypatch, capsys, "--pause", 0, "--processes", 1, "--layers", 1, "--dim", 16, "--heads", 2, "--proteins", 2)
+    steps, [summary] = lines[:-1], lines[-1:]
+    assert [(s["cache_filling"], s["warm_up"]) for s in steps] == [(True, False), (False, False), (False, True)]
+    assert all(s["load_s"] > 0 and s["second_embed_s"] > 0 for s in steps)
+    assert summary["median_load_s_without"] == steps[1]["load_s"] and summary["median_load_s_with"] == steps[2]["load_s"]
