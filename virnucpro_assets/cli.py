@@ -108,8 +108,8 @@ def materialize_sample(sample: str) -> None:
     """Materialize the sample's partitions of every asset, stage by stage, in this process."""
     import dagster as dg
 
-    from virnucpro_assets.definitions import defs
-    from virnucpro_assets.pipeline.partitions import SAMPLES, shard_keys
+    from virnucpro_assets.definitions import defs, partitions
+    from virnucpro_assets.pipeline.partitions import SAMPLES
 
     require_dagster_home()
     instance = dg.DagsterInstance.get()
@@ -118,7 +118,7 @@ def materialize_sample(sample: str) -> None:
     assets = list(defs.assets)
     stages = [(["sample_reads"], [sample])]
     shard_assets = [a.key.to_user_string() for a in assets if _partitioned_by_shard(a)]
-    stages.append((shard_assets, [dg.MultiPartitionKey({"sample": sample, "shard": s}) for s in shard_keys]))
+    stages.append((shard_assets, partitions.shard_partitions(sample)))
     sample_assets = [a.key.to_user_string() for a in assets if a.key.to_user_string() != "sample_reads" and not _partitioned_by_shard(a)]
     if sample_assets:
         stages.append((sample_assets, [sample]))

@@ -1,28 +1,38 @@
-"""Everything Dagster loads from this code location."""
+"""Everything Dagster loads from this code location, built from the settings read once here."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from virnucpro_assets.pipeline.assets import classify, embeddings, ingest
+from virnucpro_assets.pipeline.assets.classify import classification_assets
+from virnucpro_assets.pipeline.assets.embeddings import embedding_assets
+from virnucpro_assets.pipeline.assets.ingest import ingest_assets
 from virnucpro_assets.pipeline.automation import automation_sensor
 from virnucpro_assets.pipeline.checks import asset_checks
 from virnucpro_assets.pipeline.coordination import release_abandoned_gpu_slots
-from virnucpro_assets.pipeline.gpu import GpuResource
 from virnucpro_assets.pipeline.jobs import shard_pipeline
-from virnucpro_assets.pipeline.models import default_models
-from virnucpro_assets.pipeline.resources import default_resources
+from virnucpro_assets.pipeline.partitions import Partitions
+from virnucpro_assets.pipeline.resources import deployment_resources
 from virnucpro_assets.pipeline.sensors import inbox_sensor, retry_failed_partitions
+from virnucpro_assets.settings import Settings
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, embeddings, classify]),
-    asset_checks=asset_checks,
-    sensors=[inbox_sensor, automation_sensor, release_abandoned_gpu_slots],
-    schedules=[retry_failed_partitions],
-    resources={**default_resources(), "models": default_models(), "gpu": GpuResource()},
-    jobs=[shard_pipeline],
-    # Parallelism comes from runs (one per partition, GPU steps spread over devices by the pool),
-    # not from steps inside a run: a process per step would cost seconds of start-up each and
-    # would leave orphaned GPU steps behind when a run is killed.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions = Partitions(settings.shards)
+    return dg.Definitions(
+        assets=[*ingest_assets(partitions), *embedding_assets(partitions, settings), *classification_assets(partitions, settings)],
+        asset_checks=asset_checks(partitions),
+        sensors=[inbox_sensor, automation_sensor, release_abandoned_gpu_slots],
+        schedules=[retry_failed_partitions],
+        resources=deployment_resources(settings),
+        jobs=[shard_pipeline],
+        # Parallelism comes from runs (one per partition, GPU steps spread over devices by the pool),
+        # not from steps inside a run: a process per step would cost seconds of start-up each and
+        # would leave orphaned GPU steps behind when a run is killed.
+        executor=dg.in_process_executor,
+    )
+
+
+settings = Settings.from_environment()
+defs = build_definitions(settings)
+partitions = Partitions(settings.shards)

@@ -23,3 +23,7 @@ class ConfigurationError(VirnucproError):
 
 class MissingInputError(VirnucproError):
     """An upstream file that a step needs has not been produced yet."""
+
+
+class CorruptDataError(VirnucproError):
+    """A stored file whose bytes are not what was written, or that is not the table it should be."""

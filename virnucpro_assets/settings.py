@@ -1,8 +1,11 @@
 """Deployment settings read from the environment, each checked with a clear message.
 
+`Settings.from_environment()` reads them all once, when the definitions load
+(virnucpro_assets.definitions); nothing reads the environment at import time.
+
 | variable | default | meaning |
 |---|---|---|
-| VIRNUCPRO_STORE | $DAGSTER_HOME/store, else ~/.virnucpro/store | root of all outputs |
+| VIRNUCPRO_STORE | $DAGSTER_HOME/store, else ~/.virnucpro/store | root of all outputs: a path or an fsspec URL (s3://bucket/prefix) |
 | VIRNUCPRO_SHARDS | 8 | shards per sample (see README: "Shards") |
 | VIRNUCPRO_CHUNK_LENGTH | 500 | chunk length, 300 or 500; must match the classifier |
 | VIRNUCPRO_DNABERT_MODEL | zhihan1996/DNABERT-S | Hugging Face repo id or local directory |
@@ -19,6 +22,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro_assets.errors import ConfigurationError
@@ -31,8 +35,39 @@ DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
 
 
-def store_root() -> Path:
-    return _directory("VIRNUCPRO_STORE", "store")
+@dataclass(frozen=True)
+class Settings:
+    store: str
+    shards: int
+    chunk_length: int
+    sensor_interval: int
+    dnabert_model: str
+    esm2_model: str
+    classifier: str
+    precision: str
+    compile: str
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        return cls(
+            store=store_root(),
+            shards=shard_count(),
+            chunk_length=chunk_length(),
+            sensor_interval=sensor_interval(),
+            dnabert_model=model_source("VIRNUCPRO_DNABERT_MODEL", DEFAULT_DNABERT_MODEL),
+            esm2_model=model_source("VIRNUCPRO_ESM2_MODEL", DEFAULT_ESM2_MODEL),
+            classifier=model_source("VIRNUCPRO_CLASSIFIER", ""),
+            precision=model_source("VIRNUCPRO_PRECISION", "auto"),
+            compile=model_source("VIRNUCPRO_COMPILE", "esm2"),
+        )
+
+
+def store_root() -> str:
+    """The store's root: a local path (made absolute) or an fsspec URL, kept as written."""
+    value = os.environ.get("VIRNUCPRO_STORE", "")
+    if "://" in value:
+        return value
+    return str(_directory("VIRNUCPRO_STORE", "store").absolute())
 
 
 def inbox_dir() -> Path:
@@ -43,9 +78,13 @@ def _directory(variable: str, name: str) -> Path:
     """$variable if set, else <name> under $DAGSTER_HOME, else under ~/.virnucpro."""
     if os.environ.get(variable):
         return Path(os.environ[variable]).expanduser()
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"]).expanduser() / name
-    return Path.home() / ".virnucpro" / name
+    return instance_directory() / name
+
+
+def instance_directory() -> Path:
+    """$DAGSTER_HOME, else ~/.virnucpro: where this host keeps what is not in the store."""
+    home = os.environ.get("DAGSTER_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".virnucpro"
 
 
 def shard_count() -> int:

@@ -9,7 +9,6 @@ process (the in-process executor, see definitions.py), so killing a run kills it
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +24,7 @@ DEVICE_TAG_PREFIX = "virnucpro/device."
 
 
 def default_lease_dir() -> Path:
-    home = os.environ.get("DAGSTER_HOME")
-    return Path(home) / "gpu-leases" if home else settings.store_root() / "_gpu-leases"
+    return settings.instance_directory() / "gpu-leases"
 
 
 def set_gpu_pool_limit(instance: dg.DagsterInstance) -> int:

@@ -79,16 +79,6 @@ class ModelsResource(dg.ConfigurableResource):
         return Path(self.classifier).expanduser()
 
 
-def default_models() -> ModelsResource:
-    return ModelsResource(
-        dnabert=settings.model_source("VIRNUCPRO_DNABERT_MODEL", settings.DEFAULT_DNABERT_MODEL),
-        esm2=settings.model_source("VIRNUCPRO_ESM2_MODEL", settings.DEFAULT_ESM2_MODEL),
-        classifier=settings.model_source("VIRNUCPRO_CLASSIFIER", ""),
-        precision=settings.model_source("VIRNUCPRO_PRECISION", "auto"),
-        compile=settings.model_source("VIRNUCPRO_COMPILE", "esm2"),
-    )
-
-
 def dnabert_version(source: str) -> str:
     candidates = [Path(source).expanduser()]
     try:

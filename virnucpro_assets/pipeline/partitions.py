@@ -3,27 +3,48 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import dagster as dg
-
-from virnucpro_assets import settings
 
 SAMPLES = "samples"
 
 samples_partitions = dg.DynamicPartitionsDefinition(name=SAMPLES)
-shard_keys = [f"{i:03d}" for i in range(settings.shard_count())]
-shards_partitions = dg.StaticPartitionsDefinition(shard_keys)
-# Dimension names sort as sample < shard, so partition keys read "<sample>|<shard>".
-sample_shard_partitions = dg.MultiPartitionsDefinition({"sample": samples_partitions, "shard": shards_partitions})
 
-# A shard asset reads the one sample-level partition of its sample.
+
+def shard_keys(count: int) -> list[str]:
+    return [f"{i:03d}" for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """The partitions of a deployment with `shards` shards per sample."""
+
+    shards: int
+    shard_keys: list[str] = field(init=False)
+    samples: dg.DynamicPartitionsDefinition = field(init=False, default=samples_partitions)
+    sample_shard: dg.MultiPartitionsDefinition = field(init=False)
+
+    def __post_init__(self):
+        keys = shard_keys(self.shards)
+        object.__setattr__(self, "shard_keys", keys)
+        # Dimension names sort as sample < shard, so partition keys read "<sample>|<shard>".
+        object.__setattr__(
+            self, "sample_shard", dg.MultiPartitionsDefinition({"sample": samples_partitions, "shard": dg.StaticPartitionsDefinition(keys)})
+        )
+
+    def shard_partitions(self, sample: str) -> list[dg.MultiPartitionKey]:
+        return [dg.MultiPartitionKey({"sample": sample, "shard": shard}) for shard in self.shard_keys]
+
+
+# A shard asset reads the one sample-level partition of its sample; a sample asset reads all shards.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
-    from_sample = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="sample")
+    by_sample = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="sample")
 
 
-def sample_and_shard(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    # A run launched with a plain "sample|shard" partition tag (dagster job launch) hands the key
-    # over as a string rather than a MultiPartitionKey.
-    keys = sample_shard_partitions.get_partition_key_from_str(str(context.partition_key)).keys_by_dimension
-    return keys["sample"], keys["shard"]
+def sample_and_shard(partition_key: str) -> tuple[str, str]:
+    """(sample, shard) of a "sample|shard" key (a MultiPartitionKey, or the plain string a run
+    launched with a partition tag hands over)."""
+    sample, _, shard = str(partition_key).rpartition("|")
+    return sample, shard

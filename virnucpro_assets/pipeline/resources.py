@@ -1,18 +1,29 @@
-"""Configuration the assets share, with defaults from the environment (see virnucpro_assets.settings)."""
+"""Resources the assets share, and the set of them a deployment's settings imply."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dagster as dg
 
-from virnucpro_assets import settings
+from virnucpro_assets import settings as settings_module
+from virnucpro_assets.pipeline.gpu import GpuResource
+from virnucpro_assets.pipeline.io_managers import ReportIOManager, TableIOManager, TensorIOManager
+from virnucpro_assets.pipeline.models import ModelsResource
+from virnucpro_assets.pipeline.partitions import sample_and_shard
 from virnucpro_assets.samples import SampleRegistry
-from virnucpro_assets.storage import Store
+from virnucpro_assets.settings import Settings
+from virnucpro_assets.storage import Store, is_url
 
 
 class StoreResource(dg.ConfigurableResource):
-    """Where every asset's files live (hive-style, see virnucpro_assets.storage)."""
+    """The store's root (for the sample registry and for withdrawing files that failed a check;
+    reading and writing asset values is the IO managers' work)."""
 
     root: str
+    # Where the sample registry lives: the store itself when it is a file system, else this directory.
+    registry_root: str = ""
 
     @property
     def store(self) -> Store:
@@ -20,20 +31,51 @@ class StoreResource(dg.ConfigurableResource):
 
     @property
     def registry(self) -> SampleRegistry:
-        return SampleRegistry(self.store.root)
+        return SampleRegistry(Path(self.registry_root or self.root))
+
+    def withdraw(self, asset: str, partition_key: str, extension: str) -> None:
+        """Move a shard file that failed a blocking check out of readers' sight."""
+        sample, shard = sample_and_shard(partition_key)
+        path = self.store.shard_path(asset, sample, shard, extension)
+        self.store.withdraw(path.parent, path.name)
 
 
 class TranslationSettings(dg.ConfigurableResource):
     """The chunk length of the whole pipeline: 300 or 500, matching the classifier."""
 
-    chunk_length: int = settings.DEFAULT_CHUNK_LENGTH
+    chunk_length: int = settings_module.DEFAULT_CHUNK_LENGTH
 
     def checked_chunk_length(self) -> int:
-        return settings.check_chunk_length(self.chunk_length, "translation.chunk_length")
+        return settings_module.check_chunk_length(self.chunk_length, "translation.chunk_length")
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
+def store_resources(root: str, registry_root: str = "") -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
+    """The store resource and the three IO managers over one store root."""
     return {
-        "store": StoreResource(root=str(settings.store_root())),
-        "translation": TranslationSettings(chunk_length=settings.chunk_length()),
+        "store": StoreResource(root=root, registry_root=registry_root),
+        "table_io_manager": TableIOManager(root=root),
+        "tensor_io_manager": TensorIOManager(root=root),
+        "report_io_manager": ReportIOManager(root=root),
     }
+
+
+def deployment_resources(settings: Settings) -> dict:
+    """Every resource, configured from the settings read once when the definitions load. A value
+    set by an environment variable stays a `dg.EnvVar`, so the UI shows where it came from."""
+    registry_root = str(settings_module.instance_directory() / "registry") if is_url(settings.store) else ""
+    return {
+        **store_resources(_env_or("VIRNUCPRO_STORE", settings.store), registry_root),
+        "translation": TranslationSettings(chunk_length=settings.chunk_length),
+        "models": ModelsResource(
+            dnabert=_env_or("VIRNUCPRO_DNABERT_MODEL", settings.dnabert_model),
+            esm2=_env_or("VIRNUCPRO_ESM2_MODEL", settings.esm2_model),
+            classifier=_env_or("VIRNUCPRO_CLASSIFIER", settings.classifier),
+            precision=_env_or("VIRNUCPRO_PRECISION", settings.precision),
+            compile=_env_or("VIRNUCPRO_COMPILE", settings.compile),
+        ),
+        "gpu": GpuResource(),
+    }
+
+
+def _env_or(variable: str, value: str) -> str | dg.EnvVar:
+    return dg.EnvVar(variable) if os.environ.get(variable) == value else value

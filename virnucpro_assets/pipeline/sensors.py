@@ -24,7 +24,6 @@ import dagster as dg
 
 from virnucpro_assets import settings
 from virnucpro_assets.errors import VirnucproError
-from virnucpro_assets.pipeline.assets.ingest import sample_reads
 from virnucpro_assets.pipeline.partitions import SAMPLES, samples_partitions
 from virnucpro_assets.pipeline.resources import StoreResource
 from virnucpro_assets.samples import SampleRegistry
@@ -58,7 +57,7 @@ def take(context: dg.SensorEvaluationContext, registry: SampleRegistry, path: Pa
 
 
 @dg.sensor(
-    target=sample_reads,
+    target=dg.AssetSelection.assets("sample_reads"),
     minimum_interval_seconds=settings.sensor_interval(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
@@ -85,7 +84,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
             if entry["state"] == "rejected":
                 rejections.append(
                     dg.AssetObservation(
-                        asset_key=sample_reads.key,
+                        asset_key=dg.AssetKey("sample_reads"),
                         description=f"inbox file {path.name} rejected",
                         metadata={"rejected_file": dg.MetadataValue.path(str(path)), "reason": entry["reason"]},
                     )

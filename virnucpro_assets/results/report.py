@@ -21,13 +21,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from matplotlib.figure import Figure
-
-from virnucpro_assets.storage.store import atomic_path
 
 PREDICTION_RESULTS_HEADER = ("Sequence_ID", "Prediction", "score1", "score2")
 HIGHEST_SCORES_HEADER = ("Modified_ID", "Is_Virus")
@@ -97,8 +94,25 @@ def per_read_rollup(read_ids: Sequence[str], chunk_ids: Sequence[str], scores: n
     )
 
 
-def plot_read_scores(rollup: pl.DataFrame, path: str | Path) -> None:
-    """Write a PNG histogram of the reads' max_virus_score from `per_read_rollup`, stacked by
+def report_files(
+    pair_ids: Sequence[str], predictions: Sequence[str], read_ids: Sequence[str], chunk_ids: Sequence[str], scores: np.ndarray
+) -> tuple[dict[str, bytes], pl.DataFrame]:
+    """The files of a sample's report from its pairs in input-file order, and the per-read roll-up:
+    the original's two result files, `per_read.parquet` and the `per_read_scores.png` plot."""
+    rollup = per_read_rollup(read_ids, chunk_ids, scores)
+    per_read = io.BytesIO()
+    pq.write_table(rollup.to_arrow(), per_read, compression="zstd")
+    files = {
+        "prediction_results.txt": format_prediction_results(pair_ids, predictions, scores).encode(),
+        "prediction_results_highestscore.csv": format_highest_scores(pair_ids, scores).encode(),
+        "per_read.parquet": per_read.getvalue(),
+        "per_read_scores.png": plot_read_scores(rollup),
+    }
+    return files, rollup
+
+
+def plot_read_scores(rollup: pl.DataFrame) -> bytes:
+    """A PNG histogram of the reads' max_virus_score from `per_read_rollup`, stacked by
     whether at least half of a read's scored chunks were judged virus (red, as drew_fig.py colours
     virus) or not (dark blue). Reads without a score (only NaN scores) are counted in the title only."""
     scored = rollup.drop_nulls("max_virus_score")
@@ -122,9 +136,9 @@ def plot_read_scores(rollup: pl.DataFrame, path: str | Path) -> None:
     axes.set_title(f"VirNucPro per-read scores, {rollup.height} reads")
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(frameon=False, loc="upper center")
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
+    return png.getvalue()
 
 
 def _checked_scores(scores: np.ndarray, pair_count: int) -> np.ndarray:

@@ -15,71 +15,102 @@ the fsync that both pay, and loading and reading every value once about 10 times
 
 Load one in one line with any of:
 
-    ids, matrix = virnucpro_assets.storage.load_embeddings(path)   # pyarrow ids, float32 [rows, width]
+    ids, vectors = virnucpro_assets.storage.load_embeddings(path)  # pyarrow ids, float32 [rows, width]
     table = pyarrow.feather.read_table(path)
     frame = polars.read_ipc(path)
 
-Files are written through atomic_path and replaced by rename, never rewritten in place, so a
-matrix that load_embeddings memory-mapped stays valid (and unchanged) after its file is replaced
-or deleted: the old file's data lives until the last view of it is gone (POSIX semantics).
+Files are published by the store (virnucpro_assets.storage.store) and replaced by rename, never
+rewritten in place, so a matrix that load_embeddings memory-mapped stays valid (and unchanged) after
+its file is replaced or deleted: the old file's data lives until the last view of it is gone
+(POSIX semantics). Readers take the digest recorded when the file was written and refuse a file
+whose bytes differ (`CorruptDataError`), and name the file when it is not a table at all.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from virnucpro_assets.storage.store import atomic_path
+from virnucpro_assets.errors import CorruptDataError
+from virnucpro_assets.storage.checksums import digest_bytes
 
 EMBEDDING_COLUMN = "embedding"
-# File extension of embedding tables in the store; every caller builds their paths with it.
+# File extensions of the two kinds of table in the store.
+TABLE_EXTENSION = "parquet"
 EMBEDDING_EXTENSION = "arrow"
-# What stores written before embedding tables were Arrow IPC used in its place.
-FORMER_EMBEDDING_EXTENSION = "parquet"
+
+
+class EmbeddingTable(NamedTuple):
+    """One vector per pair: `pair_ids` (pyarrow strings) and `vectors` (float32 [rows, width])."""
+
+    pair_ids: pa.Array
+    vectors: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.vectors.shape[1])
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        pq.write_table(table, temporary, compression="zstd")
+    pq.write_table(table, path, compression="zstd")
 
 
-def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(path, columns=columns)
+def read_table(source: Path | bytes, columns: list[str] | None = None, expected_digest: str | None = None, name: str = "") -> pa.Table:
+    """A Parquet table from a local path or bytes, after checking it against `expected_digest`."""
+    buffer = verified_buffer(source, expected_digest, name)
+    try:
+        return pq.read_table(pa.BufferReader(buffer), columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        raise CorruptDataError(f"{name or source}: not a readable Parquet table ({error})") from error
 
 
-def write_embeddings(path: Path, pair_ids: pa.Array | pa.ChunkedArray | list[str], vectors: np.ndarray) -> None:
-    """Write an embedding table (Arrow IPC, uncompressed, one record batch) atomically at `path`,
-    replacing the Parquet table a store of the former format kept there."""
+def write_embeddings(path: Path, embeddings: EmbeddingTable) -> None:
+    """Write an embedding table (Arrow IPC, uncompressed, one record batch) at `path`."""
+    pair_ids, vectors = embeddings
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(pair_ids):
         raise ValueError(f"{len(pair_ids)} ids but vectors of shape {vectors.shape}")
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
     table = pa.table({"pair_id": _large_strings(pair_ids), EMBEDDING_COLUMN: column})
-    with atomic_path(path) as temporary:
-        feather.write_feather(table, temporary, compression="uncompressed", chunksize=max(table.num_rows, 1))
-    _remove_former_embeddings(path)
+    feather.write_feather(table, path, compression="uncompressed", chunksize=max(table.num_rows, 1))
 
 
-def load_embeddings(path: Path) -> tuple[pa.Array, np.ndarray]:
-    """(pair ids, float32 matrix of shape [rows, width]) of an embedding table.
+def load_embeddings(source: Path | bytes, expected_digest: str | None = None, name: str = "") -> EmbeddingTable:
+    """The embedding table of a local path (memory-mapped) or of bytes, after checking it against
+    `expected_digest`.
 
-    The matrix is a read-only view of the memory-mapped file (no copy, pages read on first use);
-    it stays valid after the file is replaced or deleted. Copy it (`matrix.copy()`) to modify it."""
-    with pa.memory_map(str(path)) as source:
-        table = pa.ipc.open_file(source).read_all()
-    column = _one_chunk(table.column(EMBEDDING_COLUMN))
-    flat = column.flatten().to_numpy(zero_copy_only=False)  # a view when there are no nulls, as written
-    return _one_chunk(table.column("pair_id")), flat.reshape(-1, column.type.list_size)
+    The matrix is a read-only view of the mapped file (no copy, pages read on first use); it stays
+    valid after the file is replaced or deleted. Copy it (`vectors.copy()`) to modify it."""
+    buffer = verified_buffer(source, expected_digest, name)
+    try:
+        table = pa.ipc.open_file(buffer).read_all()
+        column = _one_chunk(table.column(EMBEDDING_COLUMN))
+        flat = column.flatten().to_numpy(zero_copy_only=False)  # a view when there are no nulls, as written
+        return EmbeddingTable(_one_chunk(table.column("pair_id")), flat.reshape(-1, column.type.list_size))
+    except (pa.ArrowException, KeyError, AttributeError) as error:
+        raise CorruptDataError(f"{name or source}: not a readable embedding table (Arrow IPC): {error}") from error
 
 
-def _remove_former_embeddings(path: Path) -> None:
-    """Remove the Parquet embedding table that a store written before the switch to Arrow IPC kept
-    in place of `path`, so that re-materializing a partition leaves only its current file."""
-    path.with_suffix(f".{FORMER_EMBEDDING_EXTENSION}").unlink(missing_ok=True)
+def verified_buffer(source: Path | bytes, expected_digest: str | None, name: str) -> pa.Buffer:
+    """The bytes of a local file (memory-mapped) or of `source`, checked against `expected_digest`."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        buffer = pa.py_buffer(source)
+    else:
+        with pa.memory_map(str(source)) as mapped:
+            buffer = mapped.read_buffer()
+    if expected_digest is not None:
+        found = digest_bytes(buffer)
+        if found != expected_digest:
+            raise CorruptDataError(
+                f"{name or source}: its content ({found}) is not what was written ({expected_digest}): "
+                "the file was changed, truncated or replaced after it was materialized"
+            )
+    return buffer
 
 
 def _large_strings(values: pa.Array | pa.ChunkedArray | list[str]) -> pa.Array:

@@ -1,14 +1,14 @@
 import dagster as dg
 import pytest
 
-from virnucpro_assets.definitions import defs
+from virnucpro_assets.definitions import defs, partitions
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.models import build_demo_models
 from virnucpro_assets.demo.reads import write_fasta
-from virnucpro_assets.pipeline.partitions import SAMPLES, shard_keys
+from virnucpro_assets.pipeline.partitions import SAMPLES
 from virnucpro_assets.pipeline.gpu import GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource
-from virnucpro_assets.pipeline.resources import StoreResource
+from virnucpro_assets.pipeline.resources import store_resources
 from virnucpro_assets.samples import SampleRegistry
 
 
@@ -22,7 +22,7 @@ class Pipeline:
         self.models = models
         self.resources = {
             **defs.resources,
-            "store": StoreResource(root=str(self.store_root)),
+            **store_resources(str(self.store_root)),
             "models": ModelsResource(dnabert=str(models.dnabert), esm2=str(models.esm2), classifier=str(models.classifier)),
             "gpu": GpuResource(lease_dir=str(tmp_path / "leases")),
         }
@@ -49,8 +49,7 @@ class Pipeline:
         )
 
     def shard_partitions(self, sample):
-        return [dg.MultiPartitionKey({"sample": sample, "shard": s}) for s in shard_keys]
-
+        return partitions.shard_partitions(sample)
 
     def materialize_sample(self, sample):
         self.materialize(["sample_reads"], sample)

@@ -6,7 +6,10 @@ import pyarrow as pa
 import pytest
 
 from virnucpro_assets.models.classifier import Classifier
-from virnucpro_assets.pipeline.assets import classify, embeddings, ingest
+from virnucpro_assets.pipeline import io_managers
+from virnucpro_assets.pipeline.assets import classify, ingest
+from virnucpro_assets.results import report
+from virnucpro_assets.storage import EmbeddingTable
 from virnucpro_assets_tests.pipeline.conftest import SHARD_ASSETS
 
 
@@ -56,14 +59,14 @@ def test_bad_proteins_fail_their_blocking_check_and_stop_the_embeddings(pipeline
 
 
 def test_embeddings_missing_a_row_too_wide_or_not_finite_fail(pipeline, sample, monkeypatch):
-    write = embeddings.write_embeddings
+    write = io_managers.write_embeddings
 
-    def corrupted(path, pair_ids, vectors):
-        vectors = np.hstack([vectors, np.zeros((len(vectors), 1), np.float32)])[:-1]
+    def corrupted(path, table):
+        vectors = np.hstack([table.vectors, np.zeros((len(table.vectors), 1), np.float32)])[:-1]
         vectors[0, 0] = np.nan
-        write(path, pair_ids[:-1], vectors)
+        write(path, EmbeddingTable(table.pair_ids[:-1], vectors))
 
-    monkeypatch.setattr(embeddings, "write_embeddings", corrupted)
+    monkeypatch.setattr(io_managers, "write_embeddings", corrupted)
     partition = pipeline.shard_partitions(sample)[0]
     result = pipeline.materialize(["translated_proteins", "esm2_embeddings"], partition, raise_on_error=False)
     passed, problems = evaluations(result)["esm2_embeddings:one_finite_vector_per_pair"]
@@ -73,9 +76,8 @@ def test_embeddings_missing_a_row_too_wide_or_not_finite_fail(pipeline, sample, 
 
 
 def test_merged_features_with_shifted_ids_fail(pipeline, sample, monkeypatch):
-    write = classify.write_embeddings
-    shifted = lambda path, ids, features: write(path, ids.take(np.roll(np.arange(len(ids)), 1)), features)  # noqa: E731
-    monkeypatch.setattr(classify, "write_embeddings", shifted)
+    shifted = lambda ids, features: EmbeddingTable(ids.take(np.roll(np.arange(len(ids)), 1)), features)  # noqa: E731
+    monkeypatch.setattr(classify, "EmbeddingTable", shifted)
     partition = pipeline.shard_partitions(sample)[0]
     result = pipeline.materialize(SHARD_ASSETS[:4], partition, raise_on_error=False)
     passed, problems = evaluations(result)["merged_features:ids_match_both_embeddings"]
@@ -94,12 +96,12 @@ def test_scores_that_are_not_probabilities_fail(pipeline, sample, monkeypatch):
 def test_a_report_that_lost_a_line_fails(pipeline, sample, monkeypatch):
     for partition in pipeline.shard_partitions(sample):
         pipeline.materialize(SHARD_ASSETS, partition)
-    format_results = classify.format_prediction_results
+    format_results = report.format_prediction_results
 
     def without_the_first_pair(*args):
         header, _, rest = format_results(*args).split("\n", 2)
         return f"{header}\n{rest}"
 
-    monkeypatch.setattr(classify, "format_prediction_results", without_the_first_pair)
+    monkeypatch.setattr(report, "format_prediction_results", without_the_first_pair)
     passed, problems = evaluations(pipeline.materialize(["sample_report"], sample))["sample_report:counts_add_up_over_shards"]
     assert not passed and problems["result_lines_differing"] == 1 and problems["pair_count_differs"] == 0

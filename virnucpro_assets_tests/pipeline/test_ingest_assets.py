@@ -2,7 +2,7 @@ import polars as pl
 import pytest
 
 from virnucpro_assets.errors import InputFormatError
-from virnucpro_assets.pipeline.partitions import shard_keys
+from virnucpro_assets.definitions import partitions
 from virnucpro_assets_tests.original import process_reads
 
 
@@ -17,12 +17,12 @@ def test_reads_and_proteins_for_a_small_sample(pipeline, genome_reads):
 
     stored = scan(pipeline, "sample_reads")
     assert sorted(stored["read_id"].to_list()) == sorted(r for r, _ in reads)
-    assert set(stored["sample"]) == {"small"} and set(stored["shard"]) == set(shard_keys)
+    assert set(stored["sample"]) == {"small"} and set(stored["shard"]) == set(partitions.shard_keys)
 
     proteins = scan(pipeline, "translated_proteins")
-    for index, key in enumerate(shard_keys):
+    for index, key in enumerate(partitions.shard_keys):
         shard_rows = proteins.filter(pl.col("shard") == key).select("pair_id", "nucleotide", "protein")
-        assert list(shard_rows.iter_rows()) == process_reads(reads[index :: len(shard_keys)], 500)
+        assert list(shard_rows.iter_rows()) == process_reads(reads[index :: len(partitions.shard_keys)], 500)
 
 
 def scan(pipeline, asset):
@@ -50,5 +50,5 @@ def test_a_bad_sample_fails_clearly_and_leaves_other_samples_untouched(pipeline,
 
 def test_translation_before_ingest_says_what_to_run_first(pipeline, genome_reads):
     sample = pipeline.register(genome_reads[:3], "early")
-    with pytest.raises(Exception, match="materialize sample_reads"):
+    with pytest.raises(Exception, match="sample_reads \\[early\\] has not been materialized: materialize it first"):
         pipeline.materialize(["translated_proteins"], pipeline.shard_partitions(sample)[0])

@@ -9,7 +9,7 @@ from virnucpro_assets.models.classifier import load_classifier
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
-from virnucpro_assets.pipeline.partitions import shard_keys
+from virnucpro_assets.definitions import partitions
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
 from virnucpro_assets_tests.original import process_reads
 
@@ -25,8 +25,8 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
     esm2 = Esm2Embedder.from_source(str(pipeline.models.esm2))
     classifier = load_classifier(pipeline.models.classifier, 500)
     expected_rows = []
-    for index, shard in enumerate(shard_keys):
-        shard_pairs = process_reads(reads[index :: len(shard_keys)], 500)
+    for index, shard in enumerate(partitions.shard_keys):
+        shard_pairs = process_reads(reads[index :: len(partitions.shard_keys)], 500)
         ids = [p[0] for p in shard_pairs]
         dna_ids, dna = load_embeddings(store / f"dnabert_embeddings/sample=tiny/shard={shard}.{EMBEDDING_EXTENSION}")
         protein_ids, protein = load_embeddings(store / f"esm2_embeddings/sample=tiny/shard={shard}.{EMBEDDING_EXTENSION}")
@@ -79,7 +79,7 @@ def test_embedding_metadata_names_model_device_and_precision(pipeline, genome_re
     metadata = result.asset_materializations_for_node("esm2_embeddings")[0].metadata
     assert metadata["device"].value == "cpu" and metadata["precision"].value == "float32"
     assert metadata["model"].value == "esm2_demo" and len(metadata["model_sha256"].value) == 64
-    assert metadata["tokens"].value > 0 and metadata["rows"].value >= 0
+    assert metadata["tokens"].value > 0 and metadata["dagster/row_count"].value >= 0
 
 
 def test_a_missing_classifier_is_one_clear_error(pipeline, genome_reads, tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from virnucpro_assets.errors import ConfigurationError
-from virnucpro_assets.pipeline.models import ModelsResource, default_models
+from virnucpro_assets.pipeline.models import ModelsResource
+from virnucpro_assets.pipeline.resources import deployment_resources
+from virnucpro_assets.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -17,7 +19,8 @@ def test_compiled_models_follow_the_setting(monkeypatch, setting, compiled):
         monkeypatch.delenv("VIRNUCPRO_COMPILE", raising=False)
     else:
         monkeypatch.setenv("VIRNUCPRO_COMPILE", setting)
-    assert default_models().compiled_models() == compiled
+    models = deployment_resources(Settings.from_environment())["models"]
+    assert models.process_config_and_initialize().compiled_models() == compiled
 
 
 def test_an_unknown_model_to_compile_is_a_configuration_error():
