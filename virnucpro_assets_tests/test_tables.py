@@ -8,7 +8,9 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings, write_embeddings
+from virnucpro_assets.errors import CorruptDataError
+from virnucpro_assets.storage import EMBEDDING_EXTENSION, EmbeddingTable, Store, load_embeddings, write_embeddings
+from virnucpro_assets.storage.checksums import digest_file
 
 
 @pytest.fixture
@@ -19,7 +21,7 @@ def vectors():
 def test_round_trip_and_the_public_readers(tmp_path, vectors):
     path = tmp_path / f"shard=000.{EMBEDDING_EXTENSION}"
     ids = [f"read{i}_chunk_1F1" for i in range(5)]
-    write_embeddings(path, pa.chunked_array([ids[:2], ids[2:]]), vectors)
+    write_embeddings(path, EmbeddingTable(pa.chunked_array([ids[:2], ids[2:]]), vectors))
 
     loaded_ids, matrix = load_embeddings(path)
     assert loaded_ids.to_pylist() == ids
@@ -38,13 +40,18 @@ def test_round_trip_and_the_public_readers(tmp_path, vectors):
     assert vectors.nbytes < path.stat().st_size < vectors.nbytes + 4096
 
 
+def publish(store: Store, path, ids, vectors) -> str:
+    return store.publish_file(path, lambda local: write_embeddings(local, EmbeddingTable(pa.array(ids), vectors)))
+
+
 def test_a_loaded_matrix_outlives_its_file_being_replaced_or_deleted(tmp_path, vectors):
+    store = Store(tmp_path)
     path = tmp_path / "x.arrow"
-    write_embeddings(path, [str(i) for i in range(5)], vectors)
+    publish(store, path, [str(i) for i in range(5)], vectors)
     ids, matrix = load_embeddings(path)
     assert not matrix.flags.writeable  # a view of the mapped file, not a copy
 
-    write_embeddings(path, ["other"], np.full((1, 3), 7, np.float32))
+    publish(store, path, ["other"], np.full((1, 3), 7, np.float32))
     np.testing.assert_array_equal(matrix, vectors)
     assert load_embeddings(path)[1].tolist() == [[7, 7, 7]]
     os.unlink(path)
@@ -53,17 +60,28 @@ def test_a_loaded_matrix_outlives_its_file_being_replaced_or_deleted(tmp_path, v
 
 
 def test_empty_table_and_mismatched_rows(tmp_path):
+    store = Store(tmp_path)
     path = tmp_path / "empty.arrow"
-    write_embeddings(path, [], np.zeros((0, 768), np.float32))
+    publish(store, path, [], np.zeros((0, 768), np.float32))
     ids, matrix = load_embeddings(path)
     assert len(ids) == 0 and matrix.shape == (0, 768)
     with pytest.raises(ValueError, match="2 ids but vectors of shape"):
-        write_embeddings(tmp_path / "bad.arrow", ["a", "b"], np.zeros((3, 4), np.float32))
-    assert not (tmp_path / "bad.arrow").exists() and list(tmp_path.iterdir()) == [path]
+        publish(store, tmp_path / "bad.arrow", ["a", "b"], np.zeros((3, 4), np.float32))
+    assert list(tmp_path.iterdir()) == [path]  # nothing of the failed write, not even a temporary
 
 
-def test_writing_embeddings_removes_only_the_former_parquet_of_that_shard(tmp_path):
-    for name in ("shard=000.parquet", "shard=001.parquet"):
-        (tmp_path / name).write_bytes(b"x")
-    write_embeddings(tmp_path / "shard=000.arrow", ["a"], np.ones((1, 3), np.float32))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard=000.arrow", "shard=001.parquet"]
+def test_a_changed_truncated_or_foreign_file_is_refused_naming_it(tmp_path, vectors):
+    store = Store(tmp_path)
+    path = tmp_path / "shard=000.arrow"
+    digest = publish(store, path, [str(i) for i in range(5)], vectors)
+    assert digest == digest_file(path)
+    assert load_embeddings(path, expected_digest=digest).vectors.shape == (5, 12)
+
+    data = bytearray(path.read_bytes())
+    data[-600:-596] = np.float32(0.5).tobytes()  # a plausible float over a vector
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match=r"shard=000.arrow: its content .* is not what was written"):
+        load_embeddings(path, expected_digest=digest, name=str(path))
+    path.write_bytes(bytes(data[:100]))
+    with pytest.raises(CorruptDataError, match="shard=000.arrow: not a readable embedding table"):
+        load_embeddings(path, name=str(path))
