@@ -80,12 +80,12 @@ def run(args, workdir: Path) -> None:
     })
     import dagster as dg
 
-    from virnucpro_assets.definitions import defs
+    from virnucpro_assets.definitions import defs, partitions
     from virnucpro_assets.models.identity import hash_files
     from virnucpro_assets.pipeline.gpu import GpuResource
     from virnucpro_assets.pipeline.models import ModelsResource
-    from virnucpro_assets.pipeline.partitions import SAMPLES, shard_keys
-    from virnucpro_assets.pipeline.resources import StoreResource, TranslationSettings
+    from virnucpro_assets.pipeline.partitions import SAMPLES
+    from virnucpro_assets.pipeline.resources import TranslationSettings, store_resources
     from virnucpro_assets.samples import SampleRegistry
 
     hash_files([models["esm2"]])  # a user's first run hashes the checkpoint once; every later step finds it cached
@@ -94,7 +94,7 @@ def run(args, workdir: Path) -> None:
     # Also given here, for when the code location was imported before the variables above were set.
     resources = {
         **defs.resources,
-        "store": StoreResource(root=str(workdir / "store")),
+        **store_resources(str(workdir / "store")),
         "translation": TranslationSettings(chunk_length=CHUNK_LENGTH),
         "models": ModelsResource(dnabert=str(models["dnabert"]), esm2=str(models["esm2"]), classifier=str(models["classifier"])),
         "gpu": GpuResource(lease_dir=str(workdir / "leases")),
@@ -108,9 +108,9 @@ def run(args, workdir: Path) -> None:
         instance.add_dynamic_partitions(SAMPLES, [sample])
         steps = {}
         for asset in ASSETS:
-            partitions = [sample] if asset in SAMPLE_ASSETS else [dg.MultiPartitionKey({"sample": sample, "shard": s}) for s in shard_keys]
+            keys = [sample] if asset in SAMPLE_ASSETS else partitions.shard_partitions(sample)
             steps[asset] = []
-            for partition in partitions:
+            for partition in keys:
                 start = time.perf_counter()
                 result = dg.materialize(list(defs.assets), instance=instance, resources=resources, selection=[asset],
                                         partition_key=str(partition), run_config=QUIET)
@@ -122,7 +122,7 @@ def run(args, workdir: Path) -> None:
 
     # The process's first step of each GPU asset pays CUDA's start-up, first kernel loads and (ESM-2)
     # compilation with a cold cache; a small sample first keeps that out of the measured sizes.
-    warmup = run_sample("warmup", max(len(shard_keys), min(args.reads) // 10))
+    warmup = run_sample("warmup", max(len(partitions.shard_keys), min(args.reads) // 10))
     cold_start = {asset: cold_start_s(warmup[asset]) for asset in GPU_ASSETS}
     emit(benchmark="pipeline_cold_start", **{f"{asset}_s": cold for asset, cold in cold_start.items()})
     fits = {}
@@ -132,7 +132,7 @@ def run(args, workdir: Path) -> None:
             line = totals(steps[asset])
             emit(benchmark="pipeline", reads=reads, asset=asset, **line)
             fits.setdefault(asset, []).append((reads, line))
-        emit(benchmark="pipeline", reads=reads, shards=len(shard_keys),
+        emit(benchmark="pipeline", reads=reads, shards=len(partitions.shard_keys),
              total_wall_s=round(sum(step.wall_s for asset_steps in steps.values() for step in asset_steps), 2))
     if len(args.reads) >= 2:
         extrapolate(fits, cold_start)

@@ -24,16 +24,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.common import emit
-from virnucpro_assets.storage import EMBEDDING_EXTENSION, atomic_path, load_embeddings, write_embeddings
+from virnucpro_assets.storage import EMBEDDING_EXTENSION, EmbeddingTable, Store, load_embeddings, write_embeddings
 
 
 def write_parquet(path: Path, pair_ids: list[str], vectors: np.ndarray) -> None:
-    """How the store wrote embedding tables before they were Arrow IPC (atomic rename and fsync
-    included, as write_embeddings does them)."""
+    """How the store wrote embedding tables before they were Arrow IPC (published by the store,
+    atomic rename and fsync included, as the tensor store's files are)."""
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
     table = pa.table({"pair_id": pa.array(pair_ids, type=pa.large_string()), "embedding": column})
-    with atomic_path(path) as temporary:
-        pq.write_table(table, temporary, compression={"pair_id": "zstd", "embedding": "none"}, use_dictionary=["pair_id"])
+    Store(path.parent).publish_file(
+        path, lambda local: pq.write_table(table, local, compression={"pair_id": "zstd", "embedding": "none"}, use_dictionary=["pair_id"])
+    )
+
+
+def write_arrow(path: Path, pair_ids: list[str], vectors: np.ndarray) -> None:
+    """The tensor store's own write, published by the store."""
+    Store(path.parent).publish_file(path, lambda local: write_embeddings(local, EmbeddingTable(pa.array(pair_ids), vectors)))
 
 
 def load_parquet(path: Path) -> tuple[pa.Array, np.ndarray]:
@@ -79,7 +85,7 @@ def main() -> None:
         results = {}
         formats = {
             "parquet": (write_parquet, load_parquet, "parquet"),
-            "arrow_ipc": (write_embeddings, load_embeddings, EMBEDDING_EXTENSION),
+            "arrow_ipc": (write_arrow, load_embeddings, EMBEDDING_EXTENSION),
         }
         for name, (write, load, extension) in formats.items():
             figures, (ids, matrix) = measure(write, load, Path(scratch) / f"shard=000.{extension}", pair_ids, vectors, args.repeats)

@@ -7,7 +7,7 @@ import json
 import sys
 
 
-from benchmarks import compiler_warm_up, dnabert_throughput, esm2_fp8, esm2_throughput, multi_gpu, pipeline, tensor_store
+from benchmarks import compiler_warm_up, dnabert_throughput, esm2_fp8, esm2_throughput, io_managers, multi_gpu, pipeline, tensor_store
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
@@ -86,6 +86,17 @@ def test_pipeline(monkeypatch, capsys, tmp_path):
     projections = [line for line in lines if line["benchmark"] == "pipeline_projection"]
     assert [line["reads"] for line in projections] == list(pipeline.PROJECTED_READS)
     assert (tmp_path / "store" / "sample_report" / "sample=reads20").is_dir()
+
+
+def test_io_managers(monkeypatch, capsys, tmp_path):
+    lines = run(io_managers, monkeypatch, capsys, "--reads", 300, "--repeats", 1, "--workdir", tmp_path)
+    steps = {(line["asset"], line["variant"]): line for line in lines if "variant" in line}
+    assert set(steps) == {(asset, variant) for asset in ("merged_features", "predictions") for variant in ("direct", "io_managers")}
+    assert all(line["pairs"] == 416 and line["step_s"] > 0 and line["peak_rss_mib"] > 0 for line in steps.values())
+    ratios = [line for line in lines if line.get("ratio") == "io_managers/direct"]
+    assert [line["asset"] for line in ratios] == ["merged_features", "predictions"]
+    assert 0 < lines[-1]["share_of_both_steps"] < 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tensor_store(monkeypatch, capsys, tmp_path):
