@@ -39,7 +39,7 @@ def sample_reads(context: dg.AssetExecutionContext, store: StoreResource) -> dg.
         metadata={
             "source": dg.MetadataValue.path(sample.path),
             "source_sha256": sample.sha256,
-            "format": f"{stats.format}{' (gzip)' if stats.compressed else ''}",
+            "format": f"{stats.format}{f' ({stats.compression})' if stats.compression else ''}",
             "reads": stats.reads,
             "bases": stats.bases,
             "skipped_empty_records": stats.skipped_empty,
