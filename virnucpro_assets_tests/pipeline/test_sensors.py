@@ -169,7 +169,7 @@ def test_no_message_cursor_or_observation_quotes_a_files_content(inbox, capfd):
     assert "id_ed25519" in reason and "starts with a punctuation mark or symbol" in reason
     tick_log = capfd.readouterr().err  # the sensor context's log handler writes to stderr
     assert "inbox file id_ed25519 rejected" in tick_log
-    everything = " ".join([inbox.cursor, reason, rejection.description, tick_log, results[-1].skip_reason.skip_message])
+    everything = f"{inbox.cursor} {reason} {rejection.description} {tick_log} {results[-1].skip_reason.skip_message}"
     for secret in ("BEGIN", "OPENSSH", "b3Bl", "----"):
         assert secret not in everything
 
