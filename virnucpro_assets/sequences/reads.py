@@ -465,4 +465,5 @@ def _read_problem(path: Path, error: Exception, compression: str | None, where: 
         return InputFormatError(f"{path}: cannot be read{where}: {error}")
     if isinstance(error, EOFError):
         return InputFormatError(f"{path}: the {compression} stream is truncated (the file was cut short){where}")
-    return InputFormatError(f"{path}: cannot be decompressed as {compression}{where}: {error}")
+    # The decompressors' own messages may quote bytes of the file (gzip's "Not a gzipped file (b'..')").
+    return InputFormatError(f"{path}: cannot be decompressed as {compression}{where}: the data is corrupt ({type(error).__name__})")
