@@ -1,7 +1,10 @@
 """The sample registry: which file each sample name stands for, and its checksum.
 
 It lives in the store (`<store>/_samples/<name>.json`) so that the sample's data and its provenance
-sit together; the Dagster layer mirrors each name as a dynamic partition.
+sit together; the Dagster layer mirrors each name as a dynamic partition. Entries are written
+atomically under a lock, so concurrent registrations never see half an entry; an entry damaged all
+the same (a full disk, a hand edit) is an error naming it whenever its sample is asked for, and is
+passed over when other files are registered.
 """
 
 from __future__ import annotations
@@ -10,16 +13,20 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock
 
-from virnucpro_assets.errors import ConfigurationError, InputFormatError
+from virnucpro_assets.errors import ConfigurationError, InputFormatError, VirnucproError
 from virnucpro_assets.sequences.reads import sniff_format
 from virnucpro_assets.storage.store import atomic_path, check_name
 
-_READS_SUFFIXES = re.compile(r"(\.(fastq|fq|fasta|fa|fna|fas|ffn|seq|txt))?(\.gz)?$", re.IGNORECASE)
+_READS_SUFFIXES = re.compile(r"(\.(fastq|fq|fasta|fa|fna|fas|ffn|seq|txt))?(\.(gz|bz2|xz|zst))?$", re.IGNORECASE)
+
+
+class RegistryEntryError(VirnucproError):
+    """A sample registry entry that cannot be read: names the entry's file and how to repair it."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class SampleRegistry:
                 sha256=checksum,
                 size=path.stat().st_size,
                 format=reads_format,
-                registered_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                registered_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
             with atomic_path(self._file(name)) as temporary:
                 temporary.write_text(json.dumps(asdict(sample), indent=2))
@@ -86,7 +93,7 @@ class SampleRegistry:
 
     def find(self, name: str) -> Sample | None:
         file = self._file(name)
-        return Sample(**json.loads(file.read_text())) if file.exists() else None
+        return _read_entry(file) if file.exists() else None
 
     def get(self, name: str) -> Sample:
         sample = self.find(name)
@@ -98,19 +105,48 @@ class SampleRegistry:
         return sample
 
     def all(self) -> list[Sample]:
-        return [Sample(**json.loads(f.read_text())) for f in sorted(self.directory.glob("*.json"))]
+        """Every readable entry; a damaged one is left out here (asking for its sample names it)."""
+        samples = []
+        for file in sorted(self.directory.glob("*.json")):
+            try:
+                samples.append(_read_entry(file))
+            except RegistryEntryError:
+                continue
+        return samples
 
-    def verify_unchanged(self, sample: Sample) -> Path:
-        """The sample's file, after checking it still has the content it was registered with."""
+    def source_file(self, sample: Sample) -> Path:
+        """The sample's file, after a cheap check that it is there with its registered size. Its
+        content is checked against the registered sha256 by the pass that reads it
+        (`read_batches(..., expected_sha256=sample.sha256, sample=sample.name)`)."""
         path = Path(sample.path)
         if not path.is_file():
             raise InputFormatError(f"{path}: the file of sample {sample.name!r} is gone (registered {sample.registered_at})")
-        if file_checksum(path) != sample.sha256:
+        size = path.stat().st_size
+        if size != sample.size:
             raise InputFormatError(
-                f"{path}: the file changed since sample {sample.name!r} was registered; register the new "
-                "content under a new name"
+                f"{path}: changed since it was registered as sample {sample.name!r} ({sample.size:,} bytes then, "
+                f"{size:,} now): add it again as a new sample with `virnucpro-assets add-sample {path} --name NEW_NAME`, "
+                "or put the registered content back"
             )
         return path
 
     def _file(self, name: str) -> Path:
         return self.directory / f"{check_name('sample', name)}.json"
+
+
+def _read_entry(file: Path) -> Sample:
+    try:
+        fields = json.loads(file.read_bytes())
+        sample = Sample(**fields)
+    except (ValueError, TypeError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = f"not valid JSON ({error})" if isinstance(error, ValueError) else "not a sample entry"
+        raise RegistryEntryError(
+            f"{file}: this sample registry entry is damaged ({problem}; cut short by a full disk or edited by hand?): "
+            f"remove it and add the sample's file again with `virnucpro-assets add-sample PATH --name {file.stem}`"
+        ) from None
+    if sample.name != file.stem or not isinstance(sample.sha256, str):
+        raise RegistryEntryError(
+            f"{file}: this sample registry entry does not describe sample {file.stem!r}: remove it and add "
+            f"the sample's file again with `virnucpro-assets add-sample PATH --name {file.stem}`"
+        )
+    return sample

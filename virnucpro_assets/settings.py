@@ -12,6 +12,7 @@
 | VIRNUCPRO_ESM2_MODEL | esm2_t36_3B_UR50D | fair-esm model name or checkpoint file |
 | VIRNUCPRO_CLASSIFIER | (none) | classifier file: 300_model.pth / 500_model.pth or native .safetensors |
 | VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
+| VIRNUCPRO_INBOX_FOLLOW_LINKS | 0 | 1: the inbox also takes symbolic links to files outside it (by default they are ignored) |
 | VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
 | VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
@@ -72,6 +73,13 @@ def store_root() -> str:
 
 def inbox_dir() -> Path:
     return _directory("VIRNUCPRO_INBOX", "inbox")
+
+
+def inbox_follows_links() -> bool:
+    value = os.environ.get("VIRNUCPRO_INBOX_FOLLOW_LINKS", "0")
+    if value not in ("0", "1"):
+        raise ConfigurationError(f"VIRNUCPRO_INBOX_FOLLOW_LINKS={value!r}: give 1 (take links to files outside the inbox) or 0")
+    return value == "1"
 
 
 def _directory(variable: str, name: str) -> Path:

@@ -1,6 +1,6 @@
 """What starts runs without a click: the inbox sensor, and a schedule that retries failed partitions.
 
-The inbox (VIRNUCPRO_INBOX, default $DAGSTER_HOME/inbox) takes FASTA/FASTQ files, plain or gzipped.
+The inbox (VIRNUCPRO_INBOX, default $DAGSTER_HOME/inbox) takes FASTA/FASTQ files, plain or compressed.
 A file is taken once its size and modification time are the same at two evaluations in a row, so a
 file still being copied waits; names starting with '.' or ending in .tmp/.part are never looked at,
 so writing under such a name and renaming into place is always safe. A taken file is registered as
@@ -9,9 +9,12 @@ so writing under such a name and renaming into place is always safe. A taken fil
 
 A file that cannot be registered (unreadable, not FASTA/FASTQ, a name taken by other content) is
 reported once, in the sensor's tick log and as an observation of `sample_reads` naming the file and
-the reason, and is looked at again only if it changes. The sensor's cursor, which survives daemon
-restarts, holds what it knows of each file now in the inbox, as JSON:
-`{"<file name>": {"signature": [size, mtime_ns], "state": "waiting" | "registered" | "rejected", ...}}`.
+the reason, and is looked at again only if it changes. No reason quotes a file's content. A symbolic
+link whose target lies outside the inbox is ignored (noted once in the tick log) unless
+VIRNUCPRO_INBOX_FOLLOW_LINKS=1; a link that is taken is registered as its target, under the link's
+name. The sensor's cursor, which survives daemon restarts, holds what it knows of each file now in
+the inbox, as JSON: `{"<file name>": {"signature": [size, mtime_ns], "state": "waiting" |
+"registered" | "rejected" | "ignored", ...}}`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from virnucpro_assets import settings
 from virnucpro_assets.errors import VirnucproError
 from virnucpro_assets.pipeline.partitions import SAMPLES, samples_partitions
 from virnucpro_assets.pipeline.resources import StoreResource
-from virnucpro_assets.samples import SampleRegistry
+from virnucpro_assets.samples import SampleRegistry, sample_name_from_path
 
 IGNORED_SUFFIXES = (".tmp", ".part")
+OUTSIDE_LINK = "a symbolic link to a file outside the inbox: ignored (VIRNUCPRO_INBOX_FOLLOW_LINKS=1 takes such links)"
 
 
 def inbox_files(inbox: Path) -> list[Path]:
@@ -39,21 +43,42 @@ def inbox_files(inbox: Path) -> list[Path]:
     )
 
 
-def signature(path: Path) -> list[int]:
-    stat = path.stat()
+def link_target(inbox: Path, path: Path, follow_links: bool) -> Path | None:
+    """What registering `path` reads: the file itself, the target of a link (resolved now, so a link
+    changed later cannot redirect the read), or None for a link out of the inbox that is not followed."""
+    if not path.is_symlink():
+        return path
+    target = path.resolve()
+    return target if follow_links or target.is_relative_to(inbox.resolve()) else None
+
+
+def signature(path: Path, follow: bool = True) -> list[int]:
+    stat = path.stat() if follow else path.lstat()
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def take(context: dg.SensorEvaluationContext, registry: SampleRegistry, path: Path, current: list[int]) -> dict:
+def take(context: dg.SensorEvaluationContext, registry: SampleRegistry, path: Path, target: Path, current: list[int]) -> dict:
     """Register a complete file; its cursor entry says as which sample, or why it was rejected."""
     try:
-        sample, created = registry.register(path)
-    except Exception as error:  # one bad file must never stop the others; its reason is reported
-        reason = str(error) if isinstance(error, VirnucproError) else f"{type(error).__name__}: {error}"
-        context.log.error(f"inbox file {path.name} rejected: {reason}")
+        sample, created = registry.register(target, sample_name_from_path(path))
+    except Exception as error:  # noqa: BLE001 - one bad file must never stop the others; its reason is reported
+        context.log.error(f"inbox file {path.name} rejected: {(reason := rejection_reason(error))}")
         return {"signature": current, "state": "rejected", "reason": reason}
     context.log.info(f"inbox file {path.name} is sample {sample.name!r}" + ("" if created else f", registered before from {sample.path}"))
     return {"signature": current, "state": "registered", "sample": sample.name}
+
+
+def rejection_reason(error: Exception) -> str:
+    """The project's own messages never quote a file's content; others' messages might, so only
+    their kind is told."""
+    if isinstance(error, VirnucproError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"cannot be read: {error.strerror}"
+    return (
+        f"unexpected {type(error).__name__} while registering it (not shown here, in case it quotes the file); "
+        "`virnucpro-assets add-sample PATH` shows it"
+    )
 
 
 @dg.sensor(
@@ -68,19 +93,25 @@ def take(context: dg.SensorEvaluationContext, registry: SampleRegistry, path: Pa
 def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
     inbox = settings.inbox_dir()
     inbox.mkdir(parents=True, exist_ok=True)
+    follow_links = settings.inbox_follows_links()
     known = json.loads(context.cursor) if context.cursor else {}
     files = {}
     new_samples: list[str] = []
     rejections: list[dg.AssetObservation] = []
     for path in inbox_files(inbox):
-        current = signature(path)
+        target = link_target(inbox, path, follow_links)
+        current = signature(path, follow=target is not None)
         before = known.get(path.name)
-        if before is None or before["signature"] != current:
+        if target is None:
+            if before is None or before != {"signature": current, "state": "ignored"}:
+                context.log.warning(f"inbox file {path.name} is {OUTSIDE_LINK}")
+            files[path.name] = {"signature": current, "state": "ignored"}
+        elif before is None or before["signature"] != current or before["state"] == "ignored":
             files[path.name] = {"signature": current, "state": "waiting"}
         elif before["state"] != "waiting":
             files[path.name] = before
         else:
-            files[path.name] = entry = take(context, store.registry, path, current)
+            files[path.name] = entry = take(context, store.registry, path, target, current)
             if entry["state"] == "rejected":
                 rejections.append(
                     dg.AssetObservation(

@@ -26,14 +26,17 @@ def file_positions(shard_index: int, rows: int, shards: int) -> pa.Array:
     return pa.array(np.arange(rows, dtype=np.int64) * shards + shard_index)
 
 
-def split_reads(source: Path, shards: int, progress=None) -> tuple[list[pa.Table], ReadStats]:
+def split_reads(
+    source: Path, shards: int, *, expected_sha256: str | None = None, sample: str | None = None, progress=None
+) -> tuple[list[pa.Table], ReadStats]:
     """Validate every read of `source` and spread them over `shards` tables (read_id, sequence).
 
-    Raises InputFormatError, and returns nothing, unless the whole file is valid.
-    `progress(reads_so_far)` is called after each batch."""
+    Raises InputFormatError, and returns nothing, unless the whole file is valid and, given
+    `expected_sha256`, has the content it was registered with (hashed in the same pass that reads
+    it). `progress(reads_so_far)` is called after each batch."""
     stats = ReadStats()
     parts: list[list[pa.Table]] = [[] for _ in range(shards)]
-    for batch in read_batches(source, stats):
+    for batch in read_batches(source, stats, expected_sha256=expected_sha256, sample=sample):
         table = pa.table([pa.array(batch.ids, pa.large_string()), pa.array(batch.sequences, pa.large_string())], schema=READ_SCHEMA)
         shard = shard_of_reads(stats.reads - len(batch.ids), len(batch.ids), shards)
         for index in range(shards):

@@ -143,6 +143,37 @@ def test_a_name_taken_by_other_content_is_reported(inbox):
     assert "already registered" in rejection.metadata["reason"].value
 
 
+def test_links_out_of_the_inbox_are_ignored_unless_allowed(inbox, tmp_path, monkeypatch):
+    outside = tmp_path / "elsewhere" / "private.fa"
+    outside.parent.mkdir()
+    outside.write_text(">o1\nACGTTGCAACGT\n")
+    inside = inbox.drop("real.fa")
+    (inbox.path / "linked.fa").symlink_to(outside)
+    (inbox.path / "zalias.fa").symlink_to(inside)
+    results = inbox.ticks_until_taken()
+    assert started(results[-1]) == ["real"] and inbox.samples == ["real"]
+    files = json.loads(inbox.cursor)
+    assert files["linked.fa"]["state"] == "ignored" and files["zalias.fa"]["sample"] == "real"
+    assert results[-1].asset_events == [] and inbox.tick().run_requests == []
+    monkeypatch.setenv("VIRNUCPRO_INBOX_FOLLOW_LINKS", "1")
+    assert started(inbox.ticks_until_taken()[-1]) == ["linked"]
+    assert inbox.store.registry.get("linked").path == str(outside)
+
+
+def test_no_message_cursor_or_observation_quotes_a_files_content(inbox, capfd):
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n"
+    inbox.drop("id_ed25519", key)
+    results = inbox.ticks_until_taken()
+    [rejection] = results[-1].asset_events
+    reason = rejection.metadata["reason"].value
+    assert "id_ed25519" in reason and "starts with a punctuation mark or symbol" in reason
+    tick_log = capfd.readouterr().err  # the sensor context's log handler writes to stderr
+    assert "inbox file id_ed25519 rejected" in tick_log
+    everything = f"{inbox.cursor} {reason} {rejection.description} {tick_log} {results[-1].skip_reason.skip_message}"
+    for secret in ("BEGIN", "OPENSSH", "b3Bl", "----"):
+        assert secret not in everything
+
+
 
 class Automation:
     """The automation sensor's evaluations, tick after tick, as the daemon makes them."""

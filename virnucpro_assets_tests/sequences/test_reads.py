@@ -1,11 +1,15 @@
+import bz2
+import codecs
 import gzip
+import hashlib
+import lzma
 
-import pyarrow.parquet as pq
 import pytest
+import zstandard
 
 from virnucpro_assets.errors import InputFormatError
 from virnucpro_assets.sequences.reads import ReadStats, read_batches, sniff_format
-from virnucpro_assets.sequences.sharding import write_read_shards
+from virnucpro_assets.sequences.sharding import split_reads
 
 
 def read_all(path):
@@ -19,15 +23,53 @@ def test_fasta_with_wrapped_lines_crlf_descriptions_and_lower_case(tmp_path):
     path.write_bytes(b">r1 some description\r\nACGTac\r\ngtNN\r\n>r2\r\nTTTT\r\n\r\n>r3\tdesc\nRYKM\n")
     reads, stats = read_all(path)
     assert reads == [("r1", "ACGTacgtNN"), ("r2", "TTTT"), ("r3", "RYKM")]
-    assert (stats.format, stats.compressed, stats.reads, stats.bases) == ("fasta", False, 3, 18)
+    assert (stats.format, stats.compression, stats.reads, stats.bases) == ("fasta", None, 3, 18)
 
 
-def test_gzip_is_detected_from_content_not_extension(tmp_path):
+COMPRESSIONS = {
+    "gzip": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
+}
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_compression_is_detected_from_content_not_extension(tmp_path, compression):
     path = tmp_path / "reads.txt"
-    path.write_bytes(gzip.compress(b"@q1 x\nACGT\n+\nIIII\n@q2\nGG\n+q2\n!!\n"))
+    path.write_bytes(COMPRESSIONS[compression](b"@q1 x\nACGT\n+\nIIII\n@q2\nGG\n+q2\n!!\n"))
     reads, stats = read_all(path)
     assert reads == [("q1", "ACGT"), ("q2", "GG")]
-    assert (stats.format, stats.compressed) == ("fastq", True)
+    assert (stats.format, stats.compression) == ("fastq", compression)
+    assert sniff_format(path) == ("fastq", compression)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_truncated_compressed_files_say_so(tmp_path, compression):
+    path = tmp_path / "cut.fa"
+    whole = COMPRESSIONS[compression](b"".join(b">r%d\nACGTACGTAC\n" % i for i in range(20000)))
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputFormatError, match=f"{path}: the {compression} stream is truncated"):
+        read_all(path)
+
+
+def test_rna_is_read_as_dna_and_counted(tmp_path):
+    rna = tmp_path / "rna.fa"
+    rna.write_text(">r1\nAUGGCU\n>r2\naugc\n>r3\nACGT\n")
+    reads, stats = read_all(rna)
+    assert reads == [("r1", "ATGGCT"), ("r2", "atgc"), ("r3", "ACGT")]
+    assert (stats.rna_reads, stats.rna_bases, stats.bases) == (2, 3, 14)
+    dna = tmp_path / "dna.fa"
+    dna.write_text(rna.read_text().replace("U", "T").replace("u", "t"))
+    rna_shards, _ = split_reads(rna, 2)
+    dna_shards, dna_stats = split_reads(dna, 2)
+    assert dna_stats.rna_reads == 0 and rna_shards == dna_shards
+
+
+def test_a_utf8_byte_order_mark_and_a_utf8_description_are_accepted(tmp_path):
+    path = tmp_path / "bom.fa"
+    path.write_bytes(codecs.BOM_UTF8 + ">r1 Zürich isolate\nACGT\n>r2\nGG\n".encode())
+    assert read_all(path)[0] == [("r1", "ACGT"), ("r2", "GG")]
 
 
 def test_plain_fastq_with_at_sign_in_quality(tmp_path):
@@ -47,6 +89,22 @@ BAD_INPUTS = {
     "empty file": (b"", "empty"),
     "neither FASTA nor FASTQ": (b"hello world\nthis is text\n", "neither FASTA"),
     "binary garbage": (bytes(range(256)) * 4, "binary"),
+    "nested gzip": (gzip.compress(gzip.compress(b">a\nACGT\n")), "nested gzip: the content is compressed twice; decompress it once"),
+    "zstd inside xz": (lzma.compress(zstandard.ZstdCompressor().compress(b">a\nACGT\n")), "zstd inside xz"),
+    "zip archive": (b"PK\x03\x04" + bytes(40), "a zip archive"),
+    "UTF-16 text": (">a\nACGT\n".encode("utf-16"), "UTF-16 text"),
+    "non-ASCII read id": (b">a\nACGT\n>r\xc3\xa9ad2 x\nACGT\n", "record 2: the read id 'r\xe9ad2' is not ASCII (byte 0xC3)"),
+    "latin-1 description": (
+        b">a\nACGT\n>b from Z\xfcrich\nACGT\n",
+        "record 2 (read 'b'): the header's description is not UTF-8 text (byte 0xFC at column 10",
+    ),
+    "non-ASCII byte in a sequence": (b">a\nACGT\n>b\nAC\xc3\xa9GT\n", "read 'b' (in or before record 2) has the non-ASCII byte 0xC3 at position 3"),
+    "non-ASCII byte in a quality": (b"@a\nACGT\n+\nII\xe9I\n", "record 1 (read 'a'): the quality line has the non-ASCII byte 0xE9"),
+    "NUL byte past the start": (b">a\n" + b"ACGT" * 20_000 + b"\n>b\nAC\x00GT\n", "binary data (a NUL byte) at line 4"),
+    "FASTA then FASTQ": (
+        b">a\nACGT\n>b\nACGT\n@c\nACGT\n+\nIIII\n",
+        "record 3 (line 5) is a FASTQ record ('@' header) after FASTA record 2: the file mixes FASTA and FASTQ",
+    ),
     "duplicate read ids": (b">a\nACGT\n>b\nAC\n>a\nGG\n", "'a' occurs 2 times"),
     "protein FASTA": (b">p1\nMKVLAEFIPQRST\n", "protein"),
     "quality of the wrong length": (b"@a\nACGT\n+\nIII\n@b\nA\n+\nI\n", "Lengths of sequence and quality"),
@@ -62,19 +120,52 @@ def test_bad_input_fails_with_a_message_naming_file_and_problem(tmp_path, case):
     content, expected = BAD_INPUTS[case]
     path = tmp_path / "input.fasta"
     path.write_bytes(content)
-    outputs = [tmp_path / "out" / f"shard={k:03d}.parquet" for k in range(2)]
     with pytest.raises(InputFormatError) as error:
-        write_read_shards(path, outputs)
+        split_reads(path, 2)
     assert str(path) in str(error.value) and expected in str(error.value)
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_truncated_gzip(tmp_path):
-    path = tmp_path / "cut.fa.gz"
-    whole = gzip.compress(b"".join(b">r%d\nACGTACGTAC\n" % i for i in range(5000)))
-    path.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(InputFormatError, match="truncated"):
-        read_all(path)
+def test_sniffing_messages_never_quote_the_content(tmp_path):
+    path = tmp_path / "id_ed25519"
+    path.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n")
+    with pytest.raises(InputFormatError) as error:
+        sniff_format(path)
+    assert "line 1, its first non-blank line, starts with a punctuation mark or symbol" in str(error.value)
+    assert "BEGIN" not in str(error.value) and "b3Bl" not in str(error.value)
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_the_bytes_read_are_the_bytes_checked(tmp_path, compression):
+    path = tmp_path / "s.fq"
+    text = b"".join(b"@r%d\nACGTACGTAC\n+\nIIIIIIIIII\n" % i for i in range(100))
+    path.write_bytes(gzip.compress(text) if compression else text)
+    registered = sha256(path)
+    stats = ReadStats()
+    assert sum(len(b.ids) for b in read_batches(path, stats, expected_sha256=registered, sample="s")) == 100
+    assert (stats.sha256, stats.file_bytes) == (registered, path.stat().st_size)
+    with open(path, "ab") as handle:
+        handle.write(gzip.compress(b"@extra\nACGT\n+\nIIII\n") if compression else b"@extra\nACGT\n+\nIIII\n")
+    with pytest.raises(InputFormatError) as error:
+        list(read_batches(path, ReadStats(), expected_sha256=registered, sample="s"))
+    assert str(error.value).startswith(f"{path}: changed since it was registered as sample 's' (sha256 {registered[:12]}… then")
+    assert "add it again as a new sample with `virnucpro-assets add-sample" in str(error.value)
+
+
+def test_reads_appended_while_the_file_is_read_fail_the_check(tmp_path):
+    path = tmp_path / "big.fq"
+    # 3 MB: more than the reader's 1 MiB buffer, so the first batch leaves most of the file unread.
+    path.write_bytes(b"".join(b"@r%d\n%s\n+\n%s\n" % (i, b"ACGT" * 25, b"I" * 100) for i in range(14000)))
+    registered = sha256(path)
+    batches = read_batches(path, ReadStats(), batch_size=100, expected_sha256=registered, sample="big")
+    next(batches)
+    with open(path, "ab") as handle:
+        handle.write(b"".join(b"@new%d\nACGT\n+\nIIII\n" % i for i in range(500)))
+    with pytest.raises(InputFormatError, match="changed since it was registered as sample 'big'"):
+        list(batches)
 
 
 def test_missing_path_and_directory(tmp_path):
@@ -87,25 +178,14 @@ def test_missing_path_and_directory(tmp_path):
 def test_shards_are_deterministic_balanced_and_in_file_order(tmp_path):
     path = tmp_path / "r.fa"
     path.write_text("".join(f">r{i}\n{'ACGT'[i % 4] * (i + 1)}\n" for i in range(10)))
-    outputs = [tmp_path / "out" / f"shard={k:03d}.parquet" for k in range(3)]
-    stats = write_read_shards(path, outputs)
-    shards = [pq.read_table(p).column("read_id").to_pylist() for p in outputs]
-    assert shards == [["r0", "r3", "r6", "r9"], ["r1", "r4", "r7"], ["r2", "r5", "r8"]]
+    tables, stats = split_reads(path, 3)
+    assert [t.column("read_id").to_pylist() for t in tables] == [["r0", "r3", "r6", "r9"], ["r1", "r4", "r7"], ["r2", "r5", "r8"]]
     assert stats.reads == 10
-    first = [p.read_bytes() for p in outputs]
-    write_read_shards(path, outputs)
-    assert [p.read_bytes() for p in outputs] == first
+    assert split_reads(path, 3)[0] == tables
 
 
-def test_invalid_file_leaves_no_shard_and_keeps_old_ones(tmp_path):
-    outputs = [tmp_path / "out" / f"shard={k:03d}.parquet" for k in range(2)]
-    good = tmp_path / "good.fa"
-    good.write_text(">a\nACGT\n>b\nGGCC\n")
-    write_read_shards(good, outputs)
-    before = [p.read_bytes() for p in outputs]
+def test_duplicate_read_ids_are_refused_naming_their_positions(tmp_path):
     bad = tmp_path / "bad.fa"
     bad.write_text(">a\nACGT\n>b\nGGCC\n>a\nTT\n")
-    with pytest.raises(InputFormatError):
-        write_read_shards(bad, outputs)
-    assert [p.read_bytes() for p in outputs] == before
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shard=000.parquet", "shard=001.parquet"]
+    with pytest.raises(InputFormatError, match=r"read id 'a' occurs 2 times \(reads 1, 3\)"):
+        split_reads(bad, 2)

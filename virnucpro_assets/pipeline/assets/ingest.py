@@ -19,23 +19,29 @@ def ingest_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         group_name="ingest",
         kinds={"parquet"},
         description=(
-            "The sample's reads, checked (FASTA or FASTQ, plain or compressed) and spread over the "
+            "The sample's reads, checked (FASTA or FASTQ, plain or gzip/bz2/xz/zstd-compressed; U read as T) and spread over the "
             "shards in file order: Parquet with read_id and sequence, one file per shard."
         ),
     )
     def sample_reads(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Output[dict[str, pa.Table]]:
         sample = store.registry.get(context.partition_key)
-        source = store.registry.verify_unchanged(sample)
-        tables, stats = split_reads(source, partitions.shards, progress=lambda n: context.log.info(f"{n:,} reads checked"))
+        tables, stats = split_reads(
+            store.registry.source_file(sample),
+            partitions.shards,
+            expected_sha256=sample.sha256,
+            sample=sample.name,
+            progress=lambda n: context.log.info(f"{n:,} reads checked"),
+        )
         lengths = np.frombuffer(stats.lengths, dtype=np.uint32)
         return dg.Output(
             dict(zip(partitions.shard_keys, tables)),
             metadata={
                 "source": dg.MetadataValue.path(sample.path),
-                "source_sha256": sample.sha256,
-                "format": f"{stats.format}{' (gzip)' if stats.compressed else ''}",
+                "source_sha256": stats.sha256,
+                "format": stats.format + (f" ({stats.compression})" if stats.compression else ""),
                 "reads": stats.reads,
                 "bases": stats.bases,
+                "rna_reads_read_as_dna": stats.rna_reads,
                 "skipped_empty_records": stats.skipped_empty,
                 "length_min": int(lengths.min()),
                 "length_median": float(np.median(lengths)),
