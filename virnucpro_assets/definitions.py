@@ -22,7 +22,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*ingest_assets(partitions), *embedding_assets(partitions, settings), *classification_assets(partitions, settings)],
         asset_checks=asset_checks(partitions),
-        sensors=[inbox_sensor, automation_sensor, release_abandoned_gpu_slots],
+        sensors=[
+            inbox_sensor(settings.inbox, settings.inbox_follows_links, settings.sensor_interval),
+            automation_sensor,
+            release_abandoned_gpu_slots,
+        ],
         schedules=[retry_failed_partitions],
         resources=deployment_resources(settings),
         jobs=[shard_pipeline],

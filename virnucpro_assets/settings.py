@@ -47,6 +47,8 @@ class Settings:
     classifier: str
     precision: str
     compile: str
+    inbox: Path
+    inbox_follows_links: bool
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -60,6 +62,8 @@ class Settings:
             classifier=model_source("VIRNUCPRO_CLASSIFIER", ""),
             precision=model_source("VIRNUCPRO_PRECISION", "auto"),
             compile=model_source("VIRNUCPRO_COMPILE", "esm2"),
+            inbox=inbox_dir(),
+            inbox_follows_links=inbox_follows_links(),
         )
 
 

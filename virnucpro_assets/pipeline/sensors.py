@@ -81,19 +81,27 @@ def rejection_reason(error: Exception) -> str:
     )
 
 
-@dg.sensor(
-    target=dg.AssetSelection.assets("sample_reads"),
-    minimum_interval_seconds=settings.sensor_interval(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Registers each complete FASTA/FASTQ file dropped into the inbox as a sample and starts "
-        "its sample_reads run; files still being written wait, bad files are reported once."
-    ),
-)
-def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
-    inbox = settings.inbox_dir()
+def inbox_sensor(inbox: Path, follow_links: bool, interval: int) -> dg.SensorDefinition:
+    """The inbox sensor over `inbox`, evaluated every `interval` seconds."""
+
+    @dg.sensor(
+        name="inbox_sensor",
+        target=dg.AssetSelection.assets("sample_reads"),
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Registers each complete FASTA/FASTQ file dropped into the inbox as a sample and starts "
+            "its sample_reads run; files still being written wait, bad files are reported once."
+        ),
+    )
+    def evaluate(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
+        return evaluate_inbox(context, store, inbox, follow_links)
+
+    return evaluate
+
+
+def evaluate_inbox(context: dg.SensorEvaluationContext, store: StoreResource, inbox: Path, follow_links: bool) -> dg.SensorResult:
     inbox.mkdir(parents=True, exist_ok=True)
-    follow_links = settings.inbox_follows_links()
     known = json.loads(context.cursor) if context.cursor else {}
     files = {}
     new_samples: list[str] = []

@@ -30,14 +30,14 @@ class Inbox:
 
     def __init__(self, tmp_path, monkeypatch):
         self.path = tmp_path / "inbox"
-        monkeypatch.setenv("VIRNUCPRO_INBOX", str(self.path))
+        self.follow_links = False
         self.instance = dg.DagsterInstance.ephemeral()
         self.store = StoreResource(root=str(tmp_path / "store"))
         self.cursor = None
 
     def tick(self) -> dg.SensorResult:
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources={"store": self.store})
-        result = inbox_sensor(context)
+        result = inbox_sensor(self.path, follow_links=self.follow_links, interval=30)(context)
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         self.cursor = result.cursor
@@ -155,7 +155,7 @@ def test_links_out_of_the_inbox_are_ignored_unless_allowed(inbox, tmp_path, monk
     files = json.loads(inbox.cursor)
     assert files["linked.fa"]["state"] == "ignored" and files["zalias.fa"]["sample"] == "real"
     assert results[-1].asset_events == [] and inbox.tick().run_requests == []
-    monkeypatch.setenv("VIRNUCPRO_INBOX_FOLLOW_LINKS", "1")
+    inbox.follow_links = True  # VIRNUCPRO_INBOX_FOLLOW_LINKS=1
     assert started(inbox.ticks_until_taken()[-1]) == ["linked"]
     assert inbox.store.registry.get("linked").path == str(outside)
 
