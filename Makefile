@@ -5,7 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+# Debian packages the tests drive as real servers and tools, installed where missing (as root, or
+# through sudo): headless Chromium and its driver (test_web_ui.py).
+TEST_COMMANDS := chromium:chromium chromedriver:chromium-driver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test install system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +26,16 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/virnucpro-assets demo
 
-test: install
+system-packages:
+	@missing=""; for pair in $(TEST_COMMANDS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages the tests need:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+test: install system-packages
 	$(BIN)/python -m pytest -n 2 -q
 
 clean:
