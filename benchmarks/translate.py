@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     single_core()
     from virnucpro_assets.sequences.translation import translate_reads
-    from virnucpro_assets_tests.original import process_reads
+    from benchmarks.original import process_reads
 
     for length in (150, 500):
         reads = genome_reads(args.reads, length, seed=length)

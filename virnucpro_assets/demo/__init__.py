@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
+from virnucpro_assets.operations import add_sample, init_instance, materialize_sample, prepare_instance_home
 
 GENOMES = sorted((Path(__file__).parent / "genomes").glob("*.fna.gz"))
 DEMO_SAMPLE = "demo_reads"
@@ -24,7 +25,6 @@ def run_demo(home: Path) -> None:
     os.environ["VIRNUCPRO_DNABERT_MODEL"] = str(models.dnabert)
     os.environ["VIRNUCPRO_ESM2_MODEL"] = str(models.esm2)
     os.environ["VIRNUCPRO_CLASSIFIER"] = str(models.classifier)
-    from virnucpro_assets.cli import add_sample, init_instance, materialize_sample, prepare_instance_home
 
     prepare_instance_home(home / "dagster_home")
     init_instance()

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from virnucpro_assets.errors import ConfigurationError, ModelFormatError, ModelNotFoundError
+from virnucpro_assets.demo.models import write_demo_classifier
 from virnucpro_assets.models.classifier import (
     Classifier,
     ClassifierWeights,
     convert_classifier,
     load_classifier,
     save_classifier,
-    write_demo_classifier,
 )
 from virnucpro_assets.models.identity import ModelIdentity
 

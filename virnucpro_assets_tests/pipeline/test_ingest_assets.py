@@ -3,7 +3,7 @@ import pytest
 
 from virnucpro_assets.errors import InputFormatError
 from virnucpro_assets.pipeline.partitions import shard_keys
-from virnucpro_assets_tests.original import process_reads
+from benchmarks.original import process_reads
 
 
 def test_reads_and_proteins_for_a_small_sample(pipeline, genome_reads):

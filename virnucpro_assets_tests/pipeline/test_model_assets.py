@@ -11,7 +11,7 @@ from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
 from virnucpro_assets.pipeline.partitions import shard_keys
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
-from virnucpro_assets_tests.original import process_reads
+from benchmarks.original import process_reads
 
 
 
@@ -98,7 +98,7 @@ def test_a_missing_classifier_is_one_clear_error(pipeline, genome_reads, tmp_pat
 
 
 def test_replacing_the_classifier_changes_the_code_version(tmp_path):
-    from virnucpro_assets.models.classifier import write_demo_classifier
+    from virnucpro_assets.demo.models import write_demo_classifier
 
     path = tmp_path / "c.safetensors"
     write_demo_classifier(path, 500, seed=1, feature_width=8)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from virnucpro_assets.sequences.chunking import chunk_layout
-from virnucpro_assets_tests.original import split_into_chunks
+from benchmarks.original import split_into_chunks
 
 
 def windows(length, c):
