@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from virnucpro_assets.demo import GENOMES
@@ -45,7 +45,7 @@ def single_core() -> None:
         print("pyarrow missing", file=sys.stderr)
 
 
-@contextmanager
+@contextlib.contextmanager
 def running_daemon(env: dict[str, str], workspace: Path):
     """`dagster-daemon run` (as a module, so it also runs from a PYTHONPATH) for the block; stopped
     by SIGTERM to its pid, then its process group (code servers, run workers) is killed so that
@@ -61,8 +61,6 @@ def running_daemon(env: dict[str, str], workspace: Path):
         try:
             process.wait(60)
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait()

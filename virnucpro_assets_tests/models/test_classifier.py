@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from virnucpro_assets.errors import ConfigurationError, ModelFormatError, ModelNotFoundError
 from virnucpro_assets.demo.models import write_demo_classifier
+from virnucpro_assets.errors import ConfigurationError, ModelFormatError, ModelNotFoundError
 from virnucpro_assets.models.classifier import (
     Classifier,
     ClassifierWeights,

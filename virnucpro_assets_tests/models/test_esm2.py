@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
 from virnucpro_assets.models.batching import token_budget_batches
-from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.models.identity import hash_files
 

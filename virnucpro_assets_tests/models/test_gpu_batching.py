@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from virnucpro_assets.models import batching, dnabert2
-from virnucpro_assets.models.dnabert2 import embedder as dnabert2_embedder
 from virnucpro_assets.models.batching import memory_token_budget, ragged_rows
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
+from virnucpro_assets.models.dnabert2 import embedder as dnabert2_embedder
 
 GOLDEN = Path(__file__).parent.parent / "data" / "dnabert2_tiny"
 

@@ -1,9 +1,9 @@
 import polars as pl
 import pytest
 
+from benchmarks.original import process_reads
 from virnucpro_assets.errors import InputFormatError
 from virnucpro_assets.pipeline.partitions import shard_keys
-from benchmarks.original import process_reads
 
 
 def test_reads_and_proteins_for_a_small_sample(pipeline, genome_reads):

@@ -5,14 +5,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from benchmarks.original import process_reads
 from virnucpro_assets.models.classifier import load_classifier
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
 from virnucpro_assets.pipeline.partitions import shard_keys
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
-from benchmarks.original import process_reads
-
 
 
 def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from virnucpro_assets.sequences.chunking import chunk_layout
 from benchmarks.original import split_into_chunks
+from virnucpro_assets.sequences.chunking import chunk_layout
 
 
 def windows(length, c):

@@ -1,7 +1,7 @@
 import pytest
 
-from virnucpro_assets.sequences.translation import COLUMNS, translate_reads
 from benchmarks.original import process_reads
+from virnucpro_assets.sequences.translation import COLUMNS, translate_reads
 
 
 def pairs(reads, c=300):
