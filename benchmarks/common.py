@@ -1,16 +1,20 @@
-"""Shared helpers of the benchmarks: genome reads and JSON-line output."""
+"""Shared helpers of the benchmarks: genome reads, JSON-line output, a dagster-daemon process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.reads import cut_reads, load_genomes
 
-SHARED_GENOMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes"
+CHECKOUT = Path(__file__).resolve().parents[1]
+SHARED_GENOMES = CHECKOUT.parent / "shared" / "data" / "genomes"
 
 
 def genome_files() -> list[Path]:
@@ -39,3 +43,24 @@ def single_core() -> None:
         pyarrow.set_io_thread_count(1)
     except ImportError:  # pragma: no cover
         print("pyarrow missing", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def running_daemon(env: dict[str, str], workspace: Path):
+    """`dagster-daemon run` (as a module, so it also runs from a PYTHONPATH) for the block; stopped
+    by SIGTERM to its pid, then its process group (code servers, run workers) is killed so that
+    nothing outlives the block."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(workspace)],
+        env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

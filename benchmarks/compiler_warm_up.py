@@ -71,7 +71,7 @@ def main() -> None:
         print(json.dumps(step(Path(args.step[0]), args.step[1] == "warm", args.pause, args.proteins)), flush=True)
         return
 
-    from virnucpro_assets.models.esm2 import write_tiny_esm2_checkpoint
+    from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
 
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "esm2_random.pt"

@@ -20,8 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.common import emit
-from virnucpro_assets_tests.daemon import running_daemon
+from benchmarks.common import emit, running_daemon
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -29,10 +29,19 @@ import torch
 
 from benchmarks.common import emit, genome_files
 from benchmarks.gpu_common import (
-    PRECISIONS, agreement, kept_pairs, measure_peak, median_seconds, seconds, throughput_arguments, tokenizer_training_text,
+    PRECISIONS,
+    agreement,
+    kept_pairs,
+    measure_peak,
+    median_seconds,
+    seconds,
+    throughput_arguments,
+    tokenizer_training_text,
 )
+from virnucpro_assets.demo.models import write_tiny_dnabert
 from virnucpro_assets.demo.reads import load_genomes
-from virnucpro_assets.models.dnabert2 import DnabertEmbedder, load_dnabert_model, write_tiny_dnabert
+from virnucpro_assets.models.dnabert2 import DnabertEmbedder, load_dnabert_model
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()

@@ -28,7 +28,8 @@ from torch import nn
 
 from benchmarks.common import emit
 from benchmarks.gpu_common import CHUNK_LENGTH, READ_LENGTHS, agreement, cosines, kept_pairs, median_seconds, seconds
-from virnucpro_assets.models.esm2 import Esm2Embedder, random_esm2
+from virnucpro_assets.demo.models import random_esm2
+from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.models.identity import ModelIdentity
 
 FP8 = torch.float8_e4m3fn

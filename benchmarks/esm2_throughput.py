@@ -31,7 +31,8 @@ import torch
 
 from benchmarks.common import emit
 from benchmarks.gpu_common import PRECISIONS, agreement, kept_pairs, measure_peak, median_seconds, seconds, throughput_arguments
-from virnucpro_assets.models.esm2 import Esm2Embedder, random_esm2
+from virnucpro_assets.demo.models import random_esm2
+from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.models.identity import ModelIdentity
 
 ORIGINAL_TOKENS_PER_BATCH = 2048

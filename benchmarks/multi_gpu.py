@@ -31,10 +31,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.common import emit, genome_files
+from benchmarks.common import emit, genome_files, running_daemon
 from benchmarks.pipeline import write_models
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
-from virnucpro_assets_tests.daemon import running_daemon
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 # Modules rather than console scripts, so that the benchmark also runs from a PYTHONPATH (the device).

@@ -204,10 +204,7 @@ def refit(path: Path) -> None:
 
 def write_models(directory: Path, genomes: list[tuple[str, str]], tiny: bool) -> dict[str, Path]:
     from virnucpro_assets.demo import GENOMES
-    from virnucpro_assets.demo.models import build_demo_models
-    from virnucpro_assets.models.classifier import write_demo_classifier
-    from virnucpro_assets.models.dnabert2 import write_tiny_dnabert
-    from virnucpro_assets.models.esm2 import write_tiny_esm2_checkpoint
+    from virnucpro_assets.demo.models import build_demo_models, write_demo_classifier, write_tiny_dnabert, write_tiny_esm2_checkpoint
 
     if tiny:
         demo = build_demo_models(directory, GENOMES, CHUNK_LENGTH)

@@ -23,8 +23,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="each side's time is its best of this many runs")
     args = parser.parse_args()
     single_core()
+    from benchmarks.original import process_reads
     from virnucpro_assets.sequences.translation import translate_reads
-    from virnucpro_assets_tests.original import process_reads
 
     for length in (150, 500):
         reads = genome_reads(args.reads, length, seed=length)

@@ -4,7 +4,6 @@ tiny demo models, CLI calls against it, and a daemon started and stopped by its 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+
+from benchmarks.common import running_daemon
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -53,29 +54,6 @@ class Instance:
             wanted = {"QUEUED_RUN_COORDINATOR", "MONITORING"}
             wait_for(lambda: wanted <= {h.daemon_type for h in instance.get_daemon_heartbeats().values()}, 120, "daemon heartbeats")
             yield process
-
-
-@contextmanager
-def running_daemon(env: dict[str, str], workspace: Path):
-    """`dagster-daemon run` (as a module, so it also runs from a PYTHONPATH) for the block; stopped
-    by SIGTERM to its pid, then its process group (code servers, run workers) is killed so that
-    nothing outlives the block."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(workspace)],
-        env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
 
 
 def wait_for(condition, seconds: float, what: str, poll: float = 0.5):

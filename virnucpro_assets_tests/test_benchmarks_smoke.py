@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 
-
 from benchmarks import compiler_warm_up, dnabert_throughput, esm2_fp8, esm2_throughput, io_managers, multi_gpu, pipeline, tensor_store
 
 
@@ -27,7 +26,9 @@ def test_esm2_throughput(monkeypatch, capsys):
     )
     assert lines[0]["benchmark"] == "matmul_peak"
     variants = by_variant(lines)
-    assert set(variants) == {"original (fair-esm fp32, 2048-token batches, subset)", "project fp32 (single pass)", "project fp16 budget 1024"}
+    assert set(variants) == {
+        "original (fair-esm fp32, 2048-token batches, subset)", "project fp32 (single pass)", "project fp16 budget 1024",
+    }
     assert variants["project fp32 (single pass)"]["fair_esm_vs_project_fp32"]["min_cosine"] >= 0.9999
     half = variants["project fp16 budget 1024"]
     assert half["vs_fp32"]["finite"] and half["vs_fp32"]["min_cosine"] >= 0.999
@@ -131,7 +132,9 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
 
 
 def test_compiler_warm_up(monkeypatch, capsys):
-    lines = run(compiler_warm_up, monkeypatch, capsys, "--pause", 0, "--processes", 1, "--layers", 1, "--dim", 16, "--heads", 2, "--proteins", 2)
+    lines = run(
+        compiler_warm_up, monkeypatch, capsys, "--pause", 0, "--processes", 1, "--layers", 1, "--dim", 16, "--heads", 2, "--proteins", 2,
+    )
     steps, [summary] = lines[:-1], lines[-1:]
     assert [(s["cache_filling"], s["warm_up"]) for s in steps] == [(True, False), (False, False), (False, True)]
     assert all(s["load_s"] > 0 and s["second_embed_s"] > 0 for s in steps)

@@ -26,7 +26,8 @@ def test_add_sample_then_dagster_asset_materialize(tmp_path, genome_reads):
     assert again.stdout.strip() == "My_Reads" and "already registered" in again.stderr
 
     for select, partition in (("sample_reads", "My_Reads"), ("translated_proteins", "My_Reads|001")):
-        done = run([BIN / "dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", select, "--partition", partition], tmp_path)
+        materialize = [BIN / "dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", select, "--partition", partition]
+        done = run(materialize, tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "store/translated_proteins/sample=My_Reads/shard=001.parquet").exists()
     assert not (tmp_path / "store/translated_proteins/sample=My_Reads/shard=000.parquet").exists()

@@ -51,10 +51,8 @@ def test_each_process_gets_its_own_device_and_a_third_waits(tmp_path):
         assert holders[first_device].details["pid"] == first.pid
 
         started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            with _time_limit(1.0):
-                with lease_device(DEVICES, tmp_path, {"asset": "x"}, poll_seconds=0.05):
-                    pass
+        with pytest.raises(TimeoutError), _time_limit(1.0), lease_device(DEVICES, tmp_path, {"asset": "x"}, poll_seconds=0.05):
+            pass
         assert time.monotonic() - started >= 0.9
     finally:
         first.kill()

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
+from virnucpro_assets.operations import add_sample, init_instance, materialize_sample, prepare_instance_home
 
 GENOMES = sorted((Path(__file__).parent / "genomes").glob("*.fna.gz"))
 DEMO_SAMPLE = "demo_reads"
@@ -24,7 +25,6 @@ def run_demo(home: Path) -> None:
     os.environ["VIRNUCPRO_DNABERT_MODEL"] = str(models.dnabert)
     os.environ["VIRNUCPRO_ESM2_MODEL"] = str(models.esm2)
     os.environ["VIRNUCPRO_CLASSIFIER"] = str(models.classifier)
-    from virnucpro_assets.cli import add_sample, init_instance, materialize_sample, prepare_instance_home
 
     prepare_instance_home(home / "dagster_home")
     init_instance()
@@ -33,12 +33,11 @@ def run_demo(home: Path) -> None:
         reads_file.parent.mkdir(parents=True, exist_ok=True)
         write_fasta(cut_reads(load_genomes(GENOMES), count=240, lengths=(150, 300, 500, 800), seed=7), reads_file)
     sample, _ = add_sample(reads_file, DEMO_SAMPLE)
-    materialize_sample(sample.name)
-    store = Path(os.environ["VIRNUCPRO_STORE"])
-    print(f"\nDemo sample {sample.name!r} done. Instance: {os.environ['DAGSTER_HOME']}  Store: {store}")
-    for asset_dir in sorted(p for p in store.iterdir() if not p.name.startswith("_")):
-        print(f"  {asset_dir.name}: {asset_dir / f'sample={sample.name}'}")
-    report = store / "sample_report" / f"sample={sample.name}"
+    locations = materialize_sample(sample.name)
+    print(f"\nDemo sample {sample.name!r} done. Instance: {os.environ['DAGSTER_HOME']}  Store: {os.environ['VIRNUCPRO_STORE']}")
+    for asset, location in sorted(locations.items()):
+        print(f"  {asset}: {location}")
+    report = locations["sample_report"]
     print("\nResults (platform demo, random models: the predictions mean nothing biologically):")
     for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.parquet", "per_read_scores.png"):
-        print(f"  {report / name}")
+        print(f"  {report}/{name}")

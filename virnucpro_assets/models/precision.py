@@ -125,8 +125,9 @@ def compare_precision(
         name, reference = _embed_and_free(load, source, device, torch.float32, sequences)
         _, half = _embed_and_free(load, source, device, getattr(torch, HALF_PRECISIONS[precision]), sequences)
         cosine = (half * reference).sum(1) / (np.linalg.norm(half, axis=1) * np.linalg.norm(reference, axis=1))
+        differences = np.abs(half - reference)
         results.append(Agreement(
-            f"{label} ({name})", precision, len(sequences), float(cosine.min()), float(cosine.mean()), float(np.abs(half - reference).max()),
+            f"{label} ({name})", precision, len(sequences), float(cosine.min()), float(cosine.mean()), float(differences.max()),
         ))
     return results
 

@@ -59,12 +59,16 @@ def store_resources(root: str, registry_root: str = "") -> dict[str, dg.Configur
     }
 
 
+def registry_root(settings: Settings) -> Path:
+    """Where the sample registry lives: in the store when it is a file system, else on this host."""
+    return settings_module.instance_directory() / "registry" if is_url(settings.store) else Path(settings.store)
+
+
 def deployment_resources(settings: Settings) -> dict:
     """Every resource, configured from the settings read once when the definitions load. A value
     set by an environment variable stays a `dg.EnvVar`, so the UI shows where it came from."""
-    registry_root = str(settings_module.instance_directory() / "registry") if is_url(settings.store) else ""
     return {
-        **store_resources(_env_or("VIRNUCPRO_STORE", settings.store), registry_root),
+        **store_resources(_env_or("VIRNUCPRO_STORE", settings.store), str(registry_root(settings))),
         "translation": TranslationSettings(chunk_length=settings.chunk_length),
         "models": ModelsResource(
             dnabert=_env_or("VIRNUCPRO_DNABERT_MODEL", settings.dnabert_model),

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from virnucpro_assets import settings
 from virnucpro_assets.errors import VirnucproError
 from virnucpro_assets.pipeline.partitions import SAMPLES, samples_partitions
 from virnucpro_assets.pipeline.resources import StoreResource

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from virnucpro_assets.demo.models import write_demo_classifier
 from virnucpro_assets.errors import ConfigurationError, ModelFormatError, ModelNotFoundError
 from virnucpro_assets.models.classifier import (
     Classifier,
@@ -18,7 +19,6 @@ from virnucpro_assets.models.classifier import (
     convert_classifier,
     load_classifier,
     save_classifier,
-    write_demo_classifier,
 )
 from virnucpro_assets.models.identity import ModelIdentity
 

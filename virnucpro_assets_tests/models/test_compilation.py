@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import torch
 
-from virnucpro_assets.models.esm2 import Esm2Embedder, random_esm2
+from virnucpro_assets.demo.models import random_esm2
+from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.models.identity import ModelIdentity
 
 PROTEINS = ["MKTAYIAKQR", "MKTAYIAKQRQISFVKSHFSRQ", "WWKL"]

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
 from virnucpro_assets.models.batching import token_budget_batches
-from virnucpro_assets.models.esm2 import Esm2Embedder, load_esm2, write_tiny_esm2_checkpoint
+from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.models.identity import hash_files
 
 LETTERS = "ACDEFGHIKLMNPQRSTVWY" + "XBUZO"
@@ -153,7 +154,7 @@ def test_identity_hash_follows_the_weights(tmp_path):
     same = write_tiny_esm2_checkpoint(tmp_path / "b" / "esm2_t2_tiny.pt", seed=0)
     other = write_tiny_esm2_checkpoint(tmp_path / "c" / "esm2_t2_tiny.pt", seed=1)
 
-    hashes = [load_esm2(str(path)).identity.content_hash for path in (first, same, other)]
+    hashes = [Esm2Embedder.from_source(str(path)).identity.content_hash for path in (first, same, other)]
 
     assert hashes[0] == hashes[1] != hashes[2]
 
@@ -179,7 +180,7 @@ def test_a_model_name_missing_from_the_cache_is_downloaded_there(hub_dir, checkp
 
     monkeypatch.setattr(urllib.request, "urlopen", serve_tiny_checkpoint)
 
-    loaded = load_esm2("esm2_t2_tiny")
+    loaded = Esm2Embedder.from_source("esm2_t2_tiny")
 
     assert requested == ["https://dl.fbaipublicfiles.com/fair-esm/models/esm2_t2_tiny.pt"]
     cached = hub_dir / "checkpoints" / "esm2_t2_tiny.pt"
@@ -191,7 +192,7 @@ def test_a_missing_model_name_says_where_it_looked(hub_dir):
     expected_path = hub_dir / "checkpoints" / "esm2_t6_8M_UR50D.pt"
 
     with pytest.raises(ModelNotFoundError) as raised:
-        load_esm2("esm2_t6_8M_UR50D")
+        Esm2Embedder.from_source("esm2_t6_8M_UR50D")
 
     assert str(expected_path) in str(raised.value)
     assert "pass the path" in str(raised.value)
@@ -201,7 +202,7 @@ def test_a_missing_model_name_says_where_it_looked(hub_dir):
 @pytest.mark.parametrize("source", ["/nowhere/esm2_t6_8M_UR50D.pt", "not_a_model"])
 def test_a_missing_file_or_unknown_name_is_not_found(source):
     with pytest.raises(ModelNotFoundError, match=source):
-        load_esm2(source)
+        Esm2Embedder.from_source(source)
 
 
 class TouchOnUnpickle:
@@ -230,7 +231,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, zip_format):
     torch.save({"model": {}, "cfg": {"model": TouchOnUnpickle(marker)}}, malicious, _use_new_zipfile_serialization=zip_format)
 
     with pytest.raises(ModelFormatError, match="Refusing to load"):
-        load_esm2(str(malicious))
+        Esm2Embedder.from_source(str(malicious))
     assert not marker.exists()
 
     torch.load(malicious, weights_only=False)  # the payload is live: plain unpickling runs it
@@ -265,7 +266,7 @@ def test_a_file_that_is_not_an_esm2_checkpoint_is_a_format_error(tmp_path, write
     path = tmp_path / "esm2_t2_tiny.pt"
     write(path)
     with pytest.raises(ModelFormatError, match=message):
-        load_esm2(str(path))
+        Esm2Embedder.from_source(str(path))
 
 
 class NonFiniteInHalfPrecision(torch.nn.Module):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from virnucpro_assets.demo.models import random_esm2, write_tiny_esm2_checkpoint
 from virnucpro_assets.errors import ModelFormatError
-from virnucpro_assets.models.esm2 import Esm2Embedder, random_esm2, write_tiny_esm2_checkpoint
-from virnucpro_assets.models.esm2_fast import FastEsm2
+from virnucpro_assets.models.esm2 import Esm2Embedder, FastEsm2
 
 LETTERS = "ACDEFGHIKLMNPQRSTVWYXBUZO"
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from virnucpro_assets.models import batching, dnabert2
 from virnucpro_assets.models.batching import memory_token_budget, ragged_rows
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
+from virnucpro_assets.models.dnabert2 import embedder as dnabert2_embedder
 
 GOLDEN = Path(__file__).parent.parent / "data" / "dnabert2_tiny"
 
@@ -46,7 +47,7 @@ def test_cpu_budgets_are_the_originals():
 def test_dnabert_embeds_the_same_when_tokenized_in_chunks(monkeypatch):
     sequences = (GOLDEN / "inputs.fasta").read_text().splitlines()[1::2]
     expected = load_file(GOLDEN / "expected.safetensors")["mean_hidden"].numpy()
-    monkeypatch.setattr(dnabert2, "TOKENIZE_CHUNK", 3)  # several chunks, the last one short
+    monkeypatch.setattr(dnabert2_embedder, "TOKENIZE_CHUNK", 3)  # several chunks, the last one short
     assert len(sequences) % 3
 
     result = DnabertEmbedder.from_source(str(GOLDEN)).embed(sequences, token_budget=600)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from virnucpro_assets.cli import main
-from virnucpro_assets.models.esm2 import write_tiny_esm2_checkpoint
+from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
 from virnucpro_assets.sequences.translation import translate_reads
 
 GOLDEN_DNABERT = Path(__file__).parent.parent / "data" / "dnabert2_tiny"

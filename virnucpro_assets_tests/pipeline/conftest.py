@@ -5,9 +5,9 @@ from virnucpro_assets.definitions import defs, partitions
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.models import build_demo_models
 from virnucpro_assets.demo.reads import write_fasta
-from virnucpro_assets.pipeline.partitions import SAMPLES
 from virnucpro_assets.pipeline.gpu import GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource
+from virnucpro_assets.pipeline.partitions import SAMPLES
 from virnucpro_assets.pipeline.resources import store_resources
 from virnucpro_assets.samples import SampleRegistry
 

@@ -13,7 +13,6 @@ from virnucpro_assets.storage import EmbeddingTable
 from virnucpro_assets_tests.pipeline.conftest import SHARD_ASSETS
 
 
-
 @pytest.fixture
 def sample(pipeline, genome_reads):
     name = pipeline.register([r for r in genome_reads if len(r[1]) >= 300][:12], "checked")

@@ -1,9 +1,9 @@
 import polars as pl
 import pytest
 
-from virnucpro_assets.errors import InputFormatError
+from benchmarks.original import process_reads
 from virnucpro_assets.definitions import partitions
-from virnucpro_assets_tests.original import process_reads
+from virnucpro_assets.errors import InputFormatError
 
 
 def test_reads_and_proteins_for_a_small_sample(pipeline, genome_reads):

@@ -5,14 +5,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from benchmarks.original import process_reads
+from virnucpro_assets.definitions import partitions
 from virnucpro_assets.models.classifier import load_classifier
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
-from virnucpro_assets.definitions import partitions
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
-from virnucpro_assets_tests.original import process_reads
-
 
 
 def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
@@ -98,7 +97,7 @@ def test_a_missing_classifier_is_one_clear_error(pipeline, genome_reads, tmp_pat
 
 
 def test_replacing_the_classifier_changes_the_code_version(tmp_path):
-    from virnucpro_assets.models.classifier import write_demo_classifier
+    from virnucpro_assets.demo.models import write_demo_classifier
 
     path = tmp_path / "c.safetensors"
     write_demo_classifier(path, 500, seed=1, feature_width=8)

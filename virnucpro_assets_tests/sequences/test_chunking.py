@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from benchmarks.original import split_into_chunks
 from virnucpro_assets.sequences.chunking import chunk_layout
-from virnucpro_assets_tests.original import split_into_chunks
 
 
 def windows(length, c):

@@ -1,7 +1,7 @@
 import pytest
 
+from benchmarks.original import process_reads
 from virnucpro_assets.sequences.translation import COLUMNS, translate_reads
-from virnucpro_assets_tests.original import process_reads
 
 
 def pairs(reads, c=300):
@@ -45,7 +45,7 @@ def test_lower_case_is_translated_and_written_upper_case():
 def test_long_reads_are_chunked_with_ids_per_chunk():
     ids = [p[0] for p in pairs([("read7", "ATG" * 199 + "GCC")], c=300)]
     assert {i.split("_chunk_")[1][0] for i in ids} == {"1", "2"}
-    assert ids == sorted(ids, key=lambda i: (i[:-2], "F1 F2 F3 R1 R2 R3".split().index(i[-2:])))
+    assert ids == sorted(ids, key=lambda i: (i[:-2], ["F1", "F2", "F3", "R1", "R2", "R3"].index(i[-2:])))
 
 
 def test_empty_shard():
