@@ -84,8 +84,14 @@ def prepare(workdir: Path, reads: int, pairs_per_read: float) -> int:
     rng = np.random.default_rng(1)
     uploads = {
         "translated_proteins": ("parquet", lambda local: write_table(proteins, local)),
-        "dnabert_embeddings": ("arrow", lambda local: write_embeddings(local, EmbeddingTable(proteins["pair_id"], rng.standard_normal((pairs, 768), np.float32)))),
-        "esm2_embeddings": ("arrow", lambda local: write_embeddings(local, EmbeddingTable(proteins["pair_id"], rng.standard_normal((pairs, 2560), np.float32)))),
+        "dnabert_embeddings": (
+            "arrow",
+            lambda local: write_embeddings(local, EmbeddingTable(proteins["pair_id"], rng.standard_normal((pairs, 768), np.float32))),
+        ),
+        "esm2_embeddings": (
+            "arrow",
+            lambda local: write_embeddings(local, EmbeddingTable(proteins["pair_id"], rng.standard_normal((pairs, 2560), np.float32))),
+        ),
     }
     instance = dg.DagsterInstance.local_temp(str(workdir / "home"))
     for asset, (extension, write) in uploads.items():
@@ -106,7 +112,9 @@ def run_step(workdir: str, variant: str, asset: str) -> float:
 
     if variant == "io_managers":
         instance = dg.DagsterInstance.get()
-        result = dg.materialize(defs.assets, selection=[asset], partition_key=f"{SAMPLE}|{SHARD}", resources=defs.resources, instance=instance)
+        result = dg.materialize(
+            defs.assets, selection=[asset], partition_key=f"{SAMPLE}|{SHARD}", resources=defs.resources, instance=instance
+        )
         steps = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
         times = {entry.dagster_event_type: entry.timestamp for entry in instance.all_logs(result.run_id, of_type=steps)}
         return times[dg.DagsterEventType.STEP_SUCCESS] - times[dg.DagsterEventType.STEP_START]
@@ -124,7 +132,9 @@ def _direct(workdir: Path, asset: str) -> float:
     store = Store(workdir / "store")
     started = time.perf_counter()
     if asset == "merged_features":
-        pair_ids = read_table(store.shard_path("translated_proteins", SAMPLE, SHARD, "parquet"), ["pair_id"]).column("pair_id").combine_chunks()
+        pair_ids = (
+            read_table(store.shard_path("translated_proteins", SAMPLE, SHARD, "parquet"), ["pair_id"]).column("pair_id").combine_chunks()
+        )
         features = merge_features(
             pair_ids,
             load_embeddings(store.shard_path("dnabert_embeddings", SAMPLE, SHARD, "arrow")),
@@ -139,8 +149,10 @@ def _direct(workdir: Path, asset: str) -> float:
         if ids.to_pylist() != pairs.column("pair_id").to_pylist():
             raise RuntimeError("merged_features do not match translated_proteins")
         scores, decisions = classifier.score(features)
-        table = pairs.append_column("prediction", pa.array(decisions, pa.string())).append_column("score1", pa.array(scores[:, 0])).append_column(
-            "score2", pa.array(scores[:, 1])
+        table = (
+            pairs.append_column("prediction", pa.array(decisions, pa.string()))
+            .append_column("score1", pa.array(scores[:, 0]))
+            .append_column("score2", pa.array(scores[:, 1]))
         )
         store.publish_file(store.shard_path("predictions", SAMPLE, SHARD, "parquet"), lambda local: write_table(table, local))
     return time.perf_counter() - started
@@ -194,12 +206,25 @@ def main(argv: list[str] | None = None) -> None:
     medians = {}
     for (asset, variant), measured in runs.items():
         medians[asset, variant] = {key: statistics.median(m[key] for m in measured) for key in ("step_s", "peak_rss_mib")}
-        emit(benchmark="io_managers", asset=asset, variant=variant, reads=args.reads, pairs=pairs, repeats=args.repeats,
-             step_s=round(medians[asset, variant]["step_s"], 3), peak_rss_mib=round(medians[asset, variant]["peak_rss_mib"], 1))
+        emit(
+            benchmark="io_managers",
+            asset=asset,
+            variant=variant,
+            reads=args.reads,
+            pairs=pairs,
+            repeats=args.repeats,
+            step_s=round(medians[asset, variant]["step_s"], 3),
+            peak_rss_mib=round(medians[asset, variant]["peak_rss_mib"], 1),
+        )
     for asset in ("merged_features", "predictions"):
         io, direct = medians[asset, "io_managers"], medians[asset, "direct"]
-        emit(benchmark="io_managers", asset=asset, ratio="io_managers/direct",
-             step_s=round(io["step_s"] / direct["step_s"], 3), peak_rss_mib=round(io["peak_rss_mib"] / direct["peak_rss_mib"], 3))
+        emit(
+            benchmark="io_managers",
+            asset=asset,
+            ratio="io_managers/direct",
+            step_s=round(io["step_s"] / direct["step_s"], 3),
+            peak_rss_mib=round(io["peak_rss_mib"] / direct["peak_rss_mib"], 3),
+        )
     steps = sum(medians[asset, "io_managers"]["step_s"] for asset in ("merged_features", "predictions"))
     emit(benchmark="io_managers", measure="digests", digest_s=round(hashing, 3), share_of_both_steps=round(hashing / steps, 4))
 

@@ -9,10 +9,11 @@ one device of the same machine, for scaling and identical outputs.
 only). `--fake-devices N` simulates N CPU-backed devices (a CPU run of the same script); `--tiny`
 uses the demo's tiny models, otherwise full-size random-weight models are written in the real
 formats. Per configuration, JSON lines: the embedding phase (from the first GPU step leasing a
-device to the last releasing one), each device's busy fraction over it and tokens/s, the total, whether any device ever ran two
-GPU steps at once, the wall time from registering the sample to its report, and per GPU asset the
-model load's share of its steps (each step a process of its own, as deployed); then the scaling of the phase against the first configuration and whether the
-two configurations' outputs are byte-identical (sha256 of the original's two result files).
+device to the last releasing one), each device's busy fraction over it and tokens/s, the total,
+whether any device ever ran two GPU steps at once, the wall time from registering the sample to its
+report, and per GPU asset the model load's share of its steps (each step a process of its own, as
+deployed); then the scaling of the phase against the first configuration and whether the two
+configurations' outputs are byte-identical (sha256 of the original's two result files).
 `--against` adds the configurations of an earlier run's saved output to the comparison, so that the
 configurations of one sample can run in separate calls when together they outlast a call's time limit.
 """
@@ -102,7 +103,9 @@ def run_configuration(root: Path, reads: Path, devices_env: dict[str, str]) -> d
     env = {**os.environ, **devices_env, "DAGSTER_HOME": str(home), "VIRNUCPRO_STORE": str(root / "store")}
 
     def cli(*command: str) -> None:
-        done = subprocess.run([sys.executable, "-m", COMMANDS[command[0]], *command[1:]], env=env, cwd=CHECKOUT, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", COMMANDS[command[0]], *command[1:]], env=env, cwd=CHECKOUT, capture_output=True, text=True
+        )
         if done.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
 

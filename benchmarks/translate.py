@@ -34,7 +34,8 @@ def main() -> None:
         baseline_reads = reads[: args.baseline_reads]
         ours, table = best_of(args.repeats, lambda: translate_reads(ids, sequences, 500))
         original, expected = best_of(args.repeats, lambda: process_reads(baseline_reads, 500))
-        same = [tuple(r.values()) for r in table.slice(0, len(expected)).select(["pair_id", "nucleotide", "protein"]).to_pylist()] == expected
+        rows = table.slice(0, len(expected)).select(["pair_id", "nucleotide", "protein"]).to_pylist()
+        same = [tuple(r.values()) for r in rows] == expected
 
         ours_rate, original_rate = len(reads) / ours, len(baseline_reads) / original
         emit(

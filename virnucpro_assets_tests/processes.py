@@ -4,6 +4,7 @@ stopped by its pid."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,7 +54,8 @@ class Webserver:
 
     def launch_run(self, assets: list[str], partition: str) -> str:
         """Materialize `assets` for `partition` as the UI's Materialize button does; returns the run id."""
-        [location] = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")["workspaceOrError"]["locationEntries"]
+        workspace = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")["workspaceOrError"]
+        [location] = workspace["locationEntries"]
         selector = {
             "repositoryLocationName": location["name"],
             "repositoryName": "__repository__",
@@ -112,10 +114,8 @@ def stop(process: subprocess.Popen) -> None:
     """SIGINT to the pid, as Ctrl-C: dagster dev stops its webserver, daemon and code servers. Its
     process group (it leads its own session) is killed only if it hangs or leaves a process behind."""
     process.send_signal(signal.SIGINT)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pass
     deadline = time.monotonic() + 10
     while group_alive(process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -25,7 +25,9 @@ with lease_device(devices, Path(sys.argv[1]), {"asset": "esm2_embeddings", "part
 
 
 def hold(lock_dir, partition, seconds):
-    process = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(lock_dir), partition, str(seconds)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SCRIPT, str(lock_dir), partition, str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     return process, process.stdout.readline().strip()
 
 

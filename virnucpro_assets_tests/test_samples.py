@@ -15,7 +15,16 @@ from virnucpro_assets.storage import Store
 
 @pytest.mark.parametrize(
     "file_name, name",
-    [("Lib 7.fastq.gz", "Lib_7"), ("x.FA", "x"), ("r.fq.zst", "r"), ("r.fasta.bz2", "r"), ("r.fa.xz", "r"), ("run.1.fq", "run.1"), ("..evil.fa", "evil"), ("a/b", "b")],
+    [
+        ("Lib 7.fastq.gz", "Lib_7"),
+        ("x.FA", "x"),
+        ("r.fq.zst", "r"),
+        ("r.fasta.bz2", "r"),
+        ("r.fa.xz", "r"),
+        ("run.1.fq", "run.1"),
+        ("..evil.fa", "evil"),
+        ("a/b", "b"),
+    ],
 )
 def test_names_derived_from_file_names(tmp_path, file_name, name):
     from pathlib import Path

@@ -41,7 +41,7 @@ def lease_device(
     next_report = 30.0
     while True:
         for device in devices:
-            handle = open(_lock_file(lock_dir, device), "a+")
+            handle = open(_lock_file(lock_dir, device), "a+")  # noqa: SIM115 (held for the lease, closed on release)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

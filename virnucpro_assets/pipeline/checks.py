@@ -49,7 +49,9 @@ def _mismatches(ids: list[str], expected: list[str]) -> int:
     return sum(a != b for a, b in zip(ids, expected)) + abs(len(ids) - len(expected))
 
 
-def withdrawn_on_failure(result: dg.AssetCheckResult, context: dg.AssetCheckExecutionContext, store: StoreResource, extension: str) -> dg.AssetCheckResult:
+def withdrawn_on_failure(
+    result: dg.AssetCheckResult, context: dg.AssetCheckExecutionContext, store: StoreResource, extension: str
+) -> dg.AssetCheckResult:
     """A blocking check's result; when it failed, the checked shard file is withdrawn first."""
     if not result.passed:
         asset = context.check_specs[0].asset_key.to_user_string()
@@ -89,7 +91,9 @@ def asset_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
     def vectors_result(context, asset: str, embeddings: EmbeddingTable, translated_proteins: pa.Table, store) -> dg.AssetCheckResult:
         result = outcome(
             {
-                "rows_not_matching_translated_pairs": _mismatches(embeddings.pair_ids.to_pylist(), translated_proteins.column("pair_id").to_pylist()),
+                "rows_not_matching_translated_pairs": _mismatches(
+                    embeddings.pair_ids.to_pylist(), translated_proteins.column("pair_id").to_pylist()
+                ),
                 "width_differs_from_the_model": int(embeddings.width != recorded_metadata(context, asset).get("model_width")),
                 "non_finite_values": np.count_nonzero(~np.isfinite(embeddings.vectors)),
             },
@@ -140,7 +144,9 @@ def asset_checks(partitions: Partitions) -> list[dg.AssetChecksDefinition]:
         "predictions",
         "score1 and score2 lie in [0, 1] and sum to 1 on every row (within 1e-5).",
     )
-    def scores_are_probabilities(context: dg.AssetCheckExecutionContext, predictions: pa.Table, store: StoreResource) -> dg.AssetCheckResult:
+    def scores_are_probabilities(
+        context: dg.AssetCheckExecutionContext, predictions: pa.Table, store: StoreResource
+    ) -> dg.AssetCheckResult:
         scores = np.column_stack([predictions.column("score1").to_numpy(), predictions.column("score2").to_numpy()]).reshape(-1, 2)
         result = outcome(
             {

@@ -42,8 +42,7 @@ def check_name(kind: str, name: str) -> str:
     """A sample or shard name that can only ever name one directory inside the store."""
     if not NAME_PATTERN.fullmatch(name) or name.startswith("."):
         raise ConfigurationError(
-            f"{kind} name {name!r} is not allowed: use 1-128 of the characters A-Z a-z 0-9 . _ - "
-            "and do not start with a dot"
+            f"{kind} name {name!r} is not allowed: use 1-128 of the characters A-Z a-z 0-9 . _ - and do not start with a dot"
         )
     return name
 

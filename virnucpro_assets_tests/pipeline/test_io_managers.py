@@ -56,7 +56,9 @@ def test_a_failed_blocking_check_withdraws_the_file_and_later_steps_say_so(pipel
     partitions = pipeline.shard_partitions(sample)
     for partition in partitions[1:]:
         pipeline.materialize(SHARD_ASSETS, partition)
-    monkeypatch.setattr(Classifier, "score", lambda self, features: (np.full((len(features), 2), np.nan, np.float32), ["others"] * len(features)))
+    monkeypatch.setattr(
+        Classifier, "score", lambda self, features: (np.full((len(features), 2), np.nan, np.float32), ["others"] * len(features))
+    )
     result = pipeline.materialize(SHARD_ASSETS, partitions[0], raise_on_error=False)
     assert not next(e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "scores_are_probabilities").passed
 
@@ -82,4 +84,6 @@ def test_a_sample_on_an_object_store_gives_the_same_files_as_on_a_disk(pipeline,
     assert materialization(result, "sample_report")["path"] == f"{url}/store/sample_report/sample=same"
     in_bucket = {name: fs.cat_file(f"{url}/store/sample_report/sample=same/{name}") for name in REPORT_FILES}
     assert in_bucket == on_disk
-    assert [path.rsplit("/", 1)[1] for path in fs.find(f"{url}/store/merged_features")] == [f"shard={s}.arrow" for s in ("000", "001", "002")]
+    assert [path.rsplit("/", 1)[1] for path in fs.find(f"{url}/store/merged_features")] == [
+        f"shard={s}.arrow" for s in ("000", "001", "002")
+    ]

@@ -98,7 +98,10 @@ BAD_INPUTS = {
         b">a\nACGT\n>b from Z\xfcrich\nACGT\n",
         "record 2 (read 'b'): the header's description is not UTF-8 text (byte 0xFC at column 10",
     ),
-    "non-ASCII byte in a sequence": (b">a\nACGT\n>b\nAC\xc3\xa9GT\n", "read 'b' (in or before record 2) has the non-ASCII byte 0xC3 at position 3"),
+    "non-ASCII byte in a sequence": (
+        b">a\nACGT\n>b\nAC\xc3\xa9GT\n",
+        "read 'b' (in or before record 2) has the non-ASCII byte 0xC3 at position 3",
+    ),
     "non-ASCII byte in a quality": (b"@a\nACGT\n+\nII\xe9I\n", "record 1 (read 'a'): the quality line has the non-ASCII byte 0xE9"),
     "NUL byte past the start": (b">a\n" + b"ACGT" * 20_000 + b"\n>b\nAC\x00GT\n", "binary data (a NUL byte) at line 4"),
     "FASTA then FASTQ": (
