@@ -113,6 +113,7 @@ def materialize_sample(sample: str) -> None:
 
     require_dagster_home()
     instance = dg.DagsterInstance.get()
+    release_abandoned_runs(instance)
     if not instance.has_dynamic_partition(SAMPLES, sample):
         raise VirnucproError(f"sample {sample!r} is not registered; run `virnucpro-assets add-sample PATH` first")
     assets = list(defs.assets)
@@ -142,6 +143,10 @@ def show_devices() -> None:
     from virnucpro_assets.gpu.leases import device_holders
     from virnucpro_assets.pipeline.gpu import default_lease_dir
 
+    if os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        release_abandoned_runs(dg.DagsterInstance.get())
     for holder in device_holders(discover_devices(), default_lease_dir()):
         if not holder.held:
             print(f"{holder.device}\tfree")
@@ -152,6 +157,16 @@ def show_devices() -> None:
             f"{holder.device}\theld by {details.get('asset')} [{details.get('partition')}] "
             f"run {details.get('run_id')} pid {details.get('pid')} since {since}"
         )
+
+
+def release_abandoned_runs(instance) -> None:
+    """Mark failed the runs of this host whose process is gone, and free their pool slots (what the
+    daemon's sensor does, for when it is not running)."""
+    from virnucpro_assets.pipeline.coordination import release_abandoned_runs as release
+
+    released = release(instance)
+    if released:
+        print(f"virnucpro-assets: runs {released}", file=sys.stderr)
 
 
 def _partitioned_by_shard(assets_def) -> bool:

@@ -21,6 +21,17 @@ untrusted = ~(
 )
 deps_checked = (~dg.AutomationCondition.any_deps_match(untrusted)).with_label("no upstream blocking check failed")
 
+# eager(), except that its trigger is not reset by the condition's first evaluation: eager() drops
+# whatever happened before its first tick (Dagster's way of not back-filling history when a condition
+# is added), so a sample_reads materialized before the daemon's first automation tick (the CLI
+# without the daemon, a daemon started late) would never start anything downstream. Here the first
+# tick finds the missing partitions whose upstream is in place and requests them.
+missing_or_upstream_updated = (
+    (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated())
+    .since(dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
+    .with_label("newly missing or upstream updated, since last requested or updated")
+)
+
 # A tick reads the assets' latest materializations when it starts and whether they are in progress
 # later. A step finishing in between looks neither materialized nor running, and eager() alone
 # requests it again (a GPU step run twice, everything after it too). Such a step was in progress at
@@ -28,7 +39,17 @@ deps_checked = (~dg.AutomationCondition.any_deps_match(untrusted)).with_label("n
 # by then its materialization is seen, and eager() counts it as handled.
 just_finished = (~dg.AutomationCondition.in_progress()).newly_true().with_label("stopped being in progress since the last tick")
 
-follows_upstream = (dg.AutomationCondition.eager() & ~just_finished & deps_checked).with_label("eager, on checked upstream")
+# A run killed part-way (kill -9, out of memory) is not this condition's business: the instance's
+# run retries (dagster.yaml) re-execute it from the failed step, its missed checks included, and a
+# step that failed on its own is left failed, shown in the UI, for a person to look at.
+follows_upstream = (
+    missing_or_upstream_updated
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & ~just_finished
+    & deps_checked
+).with_label("eager, on checked upstream, from the first tick")
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "virnucpro_automation",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from virnucpro_assets import settings
+from virnucpro_assets.pipeline.coordination import record_run_process
 from virnucpro_assets.samples import SampleRegistry
 from virnucpro_assets.storage import Store
 
@@ -13,6 +14,11 @@ class StoreResource(dg.ConfigurableResource):
     """Where every asset's files live (hive-style, see virnucpro_assets.storage)."""
 
     root: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every asset uses the store, so every run records its process here (see coordination.py).
+        if context.run is not None and context.instance is not None:
+            record_run_process(context.instance, context.run.run_id)
 
     @property
     def store(self) -> Store:
