@@ -5,6 +5,7 @@ automation sensor requests, per shard, one run holding that shard's whole chain
 (translated_proteins → both embeddings → merged_features → predictions, with their checks), and,
 once every shard's predictions exist and no shard is still running, one run of `sample_report`.
 A partition whose upstream failed, is missing or failed a blocking check is not requested.
+A run killed part-way is retried by the daemon (`run_retries` in dagster.yaml), not by automation.
 """
 
 import dagster as dg
@@ -36,12 +37,12 @@ missing_or_upstream_updated = (
 # later. A step finishing in between looks neither materialized nor running, and eager() alone
 # requests it again (a GPU step run twice, everything after it too). Such a step was in progress at
 # the previous tick, so holding back for one tick whatever just stopped being in progress is enough:
-# by then its materialization is seen, and eager() counts it as handled.
+# by then its materialization is seen and counts as handled.
 just_finished = (~dg.AutomationCondition.in_progress()).newly_true().with_label("stopped being in progress since the last tick")
 
-# A run killed part-way (kill -9, out of memory) is not this condition's business: the instance's
-# run retries (dagster.yaml) re-execute it from the failed step, its missed checks included, and a
-# step that failed on its own is left failed, shown in the UI, for a person to look at.
+# Nothing here re-requests a failed partition: a run killed part-way is re-executed from its failed
+# step by the instance's run retries (dagster.yaml), the checks it missed included, and a step that
+# failed on its own stays failed in the UI for a person to look at, rather than failing in a loop.
 follows_upstream = (
     missing_or_upstream_updated
     & ~dg.AutomationCondition.any_deps_missing()
