@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,12 @@ def show_devices() -> None:
     from virnucpro_assets.gpu.leases import device_holders
     from virnucpro_assets.pipeline.gpu import default_lease_dir
 
+    if os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        from virnucpro_assets.operations import release_abandoned_runs
+
+        release_abandoned_runs(dg.DagsterInstance.get())
     for holder in device_holders(discover_devices(), default_lease_dir()):
         if not holder.held:
             print(f"{holder.device}\tfree")

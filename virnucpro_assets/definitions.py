@@ -24,7 +24,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=asset_checks(partitions),
         sensors=[
             inbox_sensor(settings.inbox, settings.inbox_follows_links, settings.sensor_interval),
-            automation_sensor,
+            automation_sensor(settings.sensor_interval),
             release_abandoned_gpu_slots,
         ],
         schedules=[retry_failed_partitions],

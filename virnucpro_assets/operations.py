@@ -65,6 +65,7 @@ def materialize_sample(sample: str) -> dict[str, str]:
 
     require_dagster_home()
     instance = dg.DagsterInstance.get()
+    release_abandoned_runs(instance)
     if not instance.has_dynamic_partition(SAMPLES, sample):
         raise VirnucproError(f"sample {sample!r} is not registered; run `virnucpro-assets add-sample PATH` first")
     assets = list(defs.assets)
@@ -110,3 +111,15 @@ def _partitioned_by_shard(assets_def) -> bool:
     import dagster as dg
 
     return isinstance(assets_def.partitions_def, dg.MultiPartitionsDefinition)
+
+
+def release_abandoned_runs(instance) -> None:
+    """Mark failed the runs of this host whose process is gone, and free their pool slots (what the
+    daemon's sensor does, for when it is not running)."""
+    import sys
+
+    from virnucpro_assets.pipeline.coordination import release_abandoned_runs as release
+
+    released = release(instance)
+    if released:
+        print(f"virnucpro-assets: runs {released}", file=sys.stderr)

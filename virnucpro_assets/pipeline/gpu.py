@@ -9,15 +9,17 @@ process (the in-process executor, see definitions.py), so killing a run kills it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from virnucpro_assets import settings
 from virnucpro_assets.gpu.inventory import Device, discover_devices
 from virnucpro_assets.gpu.leases import lease_device
+from virnucpro_assets.pipeline.coordination import watch_abandoned_runs
 
 GPU_POOL = "gpu"
 DEVICE_TAG_PREFIX = "virnucpro/device."
@@ -38,6 +40,17 @@ class GpuResource(dg.ConfigurableResource):
     """Leases one device per GPU step (see virnucpro_assets.gpu.leases)."""
 
     lease_dir: str = ""
+    _stop_watching: Callable[[], None] | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A run with a GPU step frees the pool slots of dead runs, at its start and while its steps
+        wait on the pool (see virnucpro_assets.pipeline.coordination)."""
+        if context.run is not None and context.instance is not None:
+            self._stop_watching = watch_abandoned_runs(context.instance, context.run.run_id)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._stop_watching is not None:
+            self._stop_watching()
 
     @contextmanager
     def lease(self, context: dg.AssetExecutionContext) -> Iterator[Device]:

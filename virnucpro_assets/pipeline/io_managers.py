@@ -34,13 +34,14 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import pyarrow as pa
 from upath import UPath
 
 from virnucpro_assets.errors import CorruptDataError, MissingInputError
+from virnucpro_assets.pipeline.coordination import record_run_process
 from virnucpro_assets.pipeline.partitions import sample_and_shard
 from virnucpro_assets.storage import (
     EMBEDDING_EXTENSION,
@@ -249,31 +250,36 @@ def table_schema(schema: pa.Schema) -> dg.TableSchema:
     return dg.TableSchema([dg.TableColumn(field.name, str(field.type)) for field in schema])
 
 
-class TableIOManager(dg.ConfigurableIOManagerFactory):
-    """Parquet tables in the store at `root` (a path or an fsspec URL)."""
+class _StoreIOManagerFactory(dg.ConfigurableIOManagerFactory):
+    """An IO manager of the store at `root` (a path or an fsspec URL). Every asset stores its value
+    through one, so a run creating one is also where the run records the process running it (see
+    virnucpro_assets.pipeline.coordination)."""
 
     root: str
+    manager_class: ClassVar[type[StoreIOManager]]
 
-    def create_io_manager(self, context) -> ParquetIOManager:
-        return ParquetIOManager(Store(self.root))
-
-
-class TensorIOManager(dg.ConfigurableIOManagerFactory):
-    """Embedding tables (Arrow IPC) in the store at `root`."""
-
-    root: str
-
-    def create_io_manager(self, context) -> ArrowIOManager:
-        return ArrowIOManager(Store(self.root))
+    def create_io_manager(self, context: dg.InitResourceContext) -> StoreIOManager:
+        if context.run is not None and context.instance is not None:
+            record_run_process(context.instance, context.run.run_id)
+        return self.manager_class(Store(self.root))
 
 
-class ReportIOManager(dg.ConfigurableIOManagerFactory):
-    """A sample's report files in the store at `root`."""
+class TableIOManager(_StoreIOManagerFactory):
+    """Parquet tables in the store."""
 
-    root: str
+    manager_class = ParquetIOManager
 
-    def create_io_manager(self, context) -> FilesIOManager:
-        return FilesIOManager(Store(self.root))
+
+class TensorIOManager(_StoreIOManagerFactory):
+    """Embedding tables (Arrow IPC) in the store."""
+
+    manager_class = ArrowIOManager
+
+
+class ReportIOManager(_StoreIOManagerFactory):
+    """A sample's report files in the store."""
+
+    manager_class = FilesIOManager
 
 
 def _asset_name(context: dg.InputContext | dg.OutputContext) -> str:

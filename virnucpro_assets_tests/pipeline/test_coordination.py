@@ -11,7 +11,7 @@ from virnucpro_assets.demo.reads import write_fasta
 from virnucpro_assets.gpu.inventory import Device
 from virnucpro_assets.gpu.leases import device_holders, lease_device
 from virnucpro_assets.storage import EMBEDDING_EXTENSION
-from virnucpro_assets_tests.daemon import Instance, wait_for
+from virnucpro_assets_tests.daemon import CHECKOUT, Instance, wait_for
 
 GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
 SHARDS = [f"{i:03d}" for i in range(6)]
@@ -27,6 +27,8 @@ def test_queued_runs_share_two_devices_one_step_each_and_recover_from_kill_9(tmp
     assert "gpu pool limit 2" in instance.cli("virnucpro-assets", "init")
     instance.cli("virnucpro-assets", "add-sample", str(reads))
     instance.cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", "coord")
+    # This test launches the shards' runs itself; automation would start them too (from its first tick).
+    instance.cli("dagster", "sensor", "stop", "-w", str(CHECKOUT / "workspace.yaml"), "virnucpro_automation")
 
     with instance.daemon(), instance.dagster() as dagster:
         partitions = ",".join(f"coord|{shard}" for shard in SHARDS)

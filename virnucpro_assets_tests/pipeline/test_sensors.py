@@ -205,6 +205,17 @@ def test_automation_runs_each_shards_chain_then_the_report(pipeline, genome_read
     assert automation.tick() == {}
 
 
+def test_a_sample_materialized_before_the_first_automation_tick_still_starts_its_shards(pipeline, genome_reads):
+    """The daemon started after sample_reads was materialized (from the CLI without the daemon, or
+    just before the daemon's first tick): eager() alone drops that update with its first evaluation."""
+    sample = pipeline.register(genome_reads[:12], "early")
+    pipeline.materialize(["sample_reads"], sample)
+    automation = Automation(pipeline.instance)
+    first, second = automation.tick(), automation.tick()
+    assert {**first, **second} == {asset: sorted(map(str, pipeline.shard_partitions(sample))) for asset in SHARD_ASSETS}
+    assert automation.tick() == {}
+
+
 def test_a_step_finishing_during_a_tick_is_not_requested_again(persistent_pipeline, genome_reads, monkeypatch):
     """A GPU step that finishes while an automation tick is being evaluated is not started again.
     Dagster reads the assets' latest materializations at the start of a tick and whether they are in
