@@ -130,12 +130,13 @@ def evaluate_inbox(context: dg.SensorEvaluationContext, store: StoreResource, in
             elif entry["sample"] not in new_samples and not context.instance.has_dynamic_partition(SAMPLES, entry["sample"]):
                 new_samples.append(entry["sample"])
     waiting = sorted(name for name, file in files.items() if file["state"] == "waiting")
+    skipped = f"no new complete file in {inbox}" + (f"; waiting for {', '.join(waiting)}" if waiting else "")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=name, run_key=name, tags={"virnucpro/source": "inbox"}) for name in new_samples],
         dynamic_partitions_requests=[samples_partitions.build_add_request(new_samples)] if new_samples else [],
         asset_events=rejections,
         cursor=json.dumps(files, sort_keys=True),
-        skip_reason=None if new_samples else f"no new complete file in {inbox}" + (f"; waiting for {', '.join(waiting)}" if waiting else ""),
+        skip_reason=None if new_samples else skipped,
     )
 
 
