@@ -301,3 +301,19 @@ def test_plot_is_a_png_for_reads_and_for_none():
         png = plot_read_scores(rows, 0.5)
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert matplotlib.image.imread(io.BytesIO(png)).shape[:2] == (450, 800)
+
+
+def test_the_threshold_is_a_deployment_setting(monkeypatch):
+    from virnucpro_assets.errors import ConfigurationError
+    from virnucpro_assets.pipeline.resources import deployment_resources
+    from virnucpro_assets.settings import Settings
+
+    monkeypatch.delenv("VIRNUCPRO_VIRUS_THRESHOLD", raising=False)
+    assert Settings.from_environment().virus_threshold == 0.5
+    monkeypatch.setenv("VIRNUCPRO_VIRUS_THRESHOLD", "0.8")
+    settings = Settings.from_environment()
+    assert deployment_resources(settings)["report"].checked_virus_threshold() == 0.8
+    for bad in ("1.2", "-0.1", "half", "nan"):
+        monkeypatch.setenv("VIRNUCPRO_VIRUS_THRESHOLD", bad)
+        with pytest.raises(ConfigurationError, match=f"VIRNUCPRO_VIRUS_THRESHOLD='{bad}': .* a number from 0 to 1"):
+            Settings.from_environment()

@@ -190,9 +190,10 @@ def _timings_table(provenance: Provenance) -> str:
         for shard, recorded in sorted(shards.items()):
             rows.append(
                 f"<tr><td>{_e(label)}</td><td>{_e(shard)}</td>"
+                + "".join(f"<td>{_e(recorded.get(key, '—'))}</td>" for key in ("device", "precision"))
                 + "".join(
                     f'<td class="number">{_e(recorded.get(key, "—"))}</td>'
-                    for key in ("device", "precision", "model_load_s", "embed_s", "tokens", "tokens_per_s")
+                    for key in ("model_load_s", "embed_s", "tokens", "tokens_per_s")
                 )
                 + "</tr>"
             )

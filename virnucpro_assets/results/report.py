@@ -28,6 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from virnucpro_assets.results.html_report import REPORT_PAGE, Provenance, render_report
 from virnucpro_assets.sequences.chunking import chunk_layout
@@ -286,6 +287,7 @@ def plot_read_scores(per_read: pl.DataFrame, threshold: float) -> bytes:
     axes.set_xlim(0.0, 1.0)
     axes.set_xlabel("highest virus score (score2) among the read's frames")
     axes.set_ylabel("reads")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(f"VirNucPro per-read scores: {scored.height} of {per_read.height} reads scored")
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(frameon=False, loc="upper center")

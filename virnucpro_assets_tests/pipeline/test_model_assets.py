@@ -7,14 +7,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from virnucpro_assets.definitions import partitions
 from virnucpro_assets.models.classifier import load_classifier
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
-from virnucpro_assets.definitions import partitions
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
 from virnucpro_assets_tests.original import process_reads
-
 
 
 def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
@@ -98,6 +97,18 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
     for asset, key in (("dnabert_embeddings", "model_sha256"), ("esm2_embeddings", "model_sha256"), ("predictions", "classifier_sha256")):
         records = pipeline.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
         assert records[0].asset_materialization.metadata[key].value in page
+
+
+def test_the_report_decides_at_the_configured_threshold(pipeline, genome_reads):
+    from virnucpro_assets.pipeline.resources import ReportSettings
+
+    pipeline.resources["report"] = ReportSettings(virus_threshold=0.0)
+    sample = pipeline.register(genome_reads[:12], "threshold")
+    metadata = pipeline.materialize_sample(sample).asset_materializations_for_node("sample_report")[0].metadata
+    per_read = pl.read_parquet(pipeline.store_root / f"sample_report/sample={sample}/per_read.parquet")
+    assert per_read.height == 12 and set(per_read["decision"]) == {"virus", "unscored"}  # every scored read reaches 0
+    assert metadata["virus_threshold"].value == 0.0 and metadata["virus_reads"].value == metadata["reads_scored"].value > 0
+    assert "<tr><th>virus threshold</th><td>0.0</td></tr>" in (pipeline.store_root / f"sample_report/sample={sample}/report.html").read_text()
 
 
 def test_embedding_metadata_names_model_device_and_precision(pipeline, genome_reads):
