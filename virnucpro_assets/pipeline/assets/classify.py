@@ -107,6 +107,7 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
         report: ReportSettings,
     ) -> dg.Output[dict[str, bytes]]:
         shards = len(partitions.shard_keys)
+        threshold = report.checked_virus_threshold()
         reads = pl.concat(
             [_read_lengths(index, sample_reads[shard], shards) for index, shard in enumerate(partitions.shard_keys)]
         ).sort("file_position")
@@ -124,7 +125,7 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
             chunk_ids=pairs["chunk_id"].to_list(),
             scores=scores,
             chunk_length=translation.checked_chunk_length(),
-            threshold=report.checked_virus_threshold(),
+            threshold=threshold,
             shards=shards,
             provenance=_shard_provenance(context.instance, partitions.shard_partitions(context.partition_key)),
         )
@@ -132,7 +133,7 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
             files,
             metadata={
                 **counts,
-                "virus_threshold": report.checked_virus_threshold(),
+                "virus_threshold": threshold,
                 "per_read_scores": dg.MetadataValue.md(
                     f"![per-read scores](data:image/png;base64,{base64.b64encode(files['per_read_scores.png']).decode()})"
                 ),
