@@ -8,6 +8,7 @@
 | VIRNUCPRO_STORE | $DAGSTER_HOME/store, else ~/.virnucpro/store | root of all outputs: a path or an fsspec URL (s3://bucket/prefix) |
 | VIRNUCPRO_SHARDS | 8 | shards per sample (see README: "Shards") |
 | VIRNUCPRO_CHUNK_LENGTH | 500 | chunk length, 300 or 500; must match the classifier |
+| VIRNUCPRO_VIRUS_THRESHOLD | 0.5 | per_read.tsv calls a read `virus` when its highest score2 is at least this (0 to 1) |
 | VIRNUCPRO_DNABERT_MODEL | zhihan1996/DNABERT-S | Hugging Face repo id or local directory |
 | VIRNUCPRO_ESM2_MODEL | esm2_t36_3B_UR50D | fair-esm model name or checkpoint file |
 | VIRNUCPRO_CLASSIFIER | (none) | classifier file: 300_model.pth / 500_model.pth or native .safetensors |
@@ -22,6 +23,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from virnucpro_assets.sequences.chunking import SUPPORTED_CHUNK_LENGTHS
 
 DEFAULT_SHARDS = 8
 DEFAULT_CHUNK_LENGTH = 500
+# score2 >= 0.5 is score2 >= score1: the classifier's own boundary (see virnucpro_assets.results.report).
+DEFAULT_VIRUS_THRESHOLD = 0.5
 DEFAULT_SENSOR_INTERVAL = 30
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
@@ -49,6 +53,7 @@ class Settings:
     compile: str
     inbox: Path
     inbox_follows_links: bool
+    virus_threshold: float = DEFAULT_VIRUS_THRESHOLD
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -64,6 +69,7 @@ class Settings:
             compile=model_source("VIRNUCPRO_COMPILE", "esm2"),
             inbox=inbox_dir(),
             inbox_follows_links=inbox_follows_links(),
+            virus_threshold=virus_threshold(),
         )
 
 
@@ -124,6 +130,21 @@ def check_chunk_length(value: int | str, source: str) -> int:
             f"{source}={value!r}: VirNucPro's classifiers exist for chunk lengths 300 and 500 only"
         )
     return int(value)
+
+
+def virus_threshold() -> float:
+    value = os.environ.get("VIRNUCPRO_VIRUS_THRESHOLD", str(DEFAULT_VIRUS_THRESHOLD))
+    return check_virus_threshold(value, "VIRNUCPRO_VIRUS_THRESHOLD")
+
+
+def check_virus_threshold(value: float | str, source: str) -> float:
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = math.nan
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigurationError(f"{source}={value!r}: give the virus score a read needs to be called virus, a number from 0 to 1")
+    return threshold
 
 
 def model_source(variable: str, default: str) -> str:

@@ -3,7 +3,9 @@ a run launched through the UI's own GraphQL endpoint, and pages rendered by head
 (Debian's chromium and chromedriver, driven by selenium). Screenshots are left in the test's
 temporary directory."""
 
+import csv
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -24,8 +26,15 @@ from virnucpro_assets_tests.processes import dagster_dev
 ASSETS = ["sample_reads", "translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions", "sample_report"]
 # Without the networking flags Chromium keeps trying to reach Google, which this machine refuses.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=2400,1350",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=2400,1350",
 ]
 PAGE_TIMEOUT_S = 60
 # A limit for a failing test, not a speed target: alone on two cores this test takes about 75 s.
@@ -76,12 +85,34 @@ def test_the_ui_shows_the_pipeline_and_runs_a_sample_to_its_report(tmp_path, gen
         browser.save_screenshot(tmp_path / "asset-graph.png")
 
         browser.get(f"{ui.url}/assets/sample_report?view=partitions&partition=pond")
-        WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: "reads_with_a_virus_chunk" in page_text(b))
+        WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: "reads_with_a_virus_chunk" in page_text(b) and "report.html" in page_text(b))
         browser.save_screenshot(tmp_path / "sample-report-partition.png")
         browser.find_element(By.XPATH, "//a[normalize-space()='[Show Markdown]']").click()
         plot = WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: b.find_element(By.CSS_SELECTOR, "img[alt='per-read scores']"))
-        WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", plot))
+        WebDriverWait(browser, PAGE_TIMEOUT_S).until(
+            lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", plot)
+        )
         browser.save_screenshot(tmp_path / "sample-report-plot.png")
+
+        # The sample's HTML report, found through the link its materialization carries, opened as a file.
+        record = dagster.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("sample_report"), asset_partitions=["pond"]), limit=1
+        ).records[0]
+        report = Path(record.asset_materialization.metadata["report"].value)
+        assert report == instance.store / "sample_report" / "sample=pond" / "report.html"
+        with open(report.parent / "per_read.tsv", newline="") as table:
+            per_read = list(csv.DictReader(table, delimiter="\t"))
+        scored = sorted((r for r in per_read if r["decision"] != "unscored"), key=lambda r: -float(r["max_virus_score"]))
+        browser.get(report.as_uri())
+        assert browser.title == "VirNucPro report: pond"
+        assert browser.find_element(By.ID, "count-reads").text == str(len(per_read)) == "8"
+        assert browser.find_element(By.ID, "count-reads_scored").text == str(len(scored))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#top-reads tbody tr")
+        assert len(rows) == min(20, len(scored)) > 0
+        assert rows[0].find_elements(By.TAG_NAME, "td")[1].text == scored[0]["read_id"]
+        histogram = browser.find_element(By.ID, "histogram")
+        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", histogram) == 800
+        browser.save_screenshot(tmp_path / "report.png")
 
         # Shard assets show their partitions as sample × shard.
         browser.get(f"{ui.url}/assets/predictions?view=partitions")

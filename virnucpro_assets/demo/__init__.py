@@ -39,5 +39,5 @@ def run_demo(home: Path) -> None:
         print(f"  {asset}: {location}")
     report = locations["sample_report"]
     print("\nResults (platform demo, random models: the predictions mean nothing biologically):")
-    for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.parquet", "per_read_scores.png"):
+    for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.tsv", "report.html"):
         print(f"  {report}/{name}")

@@ -43,6 +43,7 @@ from upath import UPath
 from virnucpro_assets.errors import CorruptDataError, MissingInputError
 from virnucpro_assets.pipeline.coordination import record_run_process
 from virnucpro_assets.pipeline.partitions import sample_and_shard
+from virnucpro_assets.results.html_report import REPORT_PAGE
 from virnucpro_assets.storage import (
     EMBEDDING_EXTENSION,
     TABLE_EXTENSION,
@@ -244,6 +245,11 @@ class FilesIOManager(StoreIOManager):
 
     def describe(self, value: dict[str, bytes]) -> dict[str, Any]:
         return {"files": dg.MetadataValue.json({name: len(data) for name, data in value.items()})}
+
+    def dump_to_path(self, context: dg.OutputContext, obj: dict[str, bytes], path: UPath) -> None:
+        super().dump_to_path(context, obj, path)
+        if REPORT_PAGE in obj:  # the page a person opens: its path (a URI on object stores) in the materialization
+            context.add_output_metadata({"report": dg.MetadataValue.path(str(path / REPORT_PAGE))})
 
 
 def table_schema(schema: pa.Schema) -> dg.TableSchema:

@@ -49,6 +49,17 @@ class TranslationSettings(dg.ConfigurableResource):
         return settings_module.check_chunk_length(self.chunk_length, "translation.chunk_length")
 
 
+class ReportSettings(dg.ConfigurableResource):
+    """How a sample's report decides per read: `virus` when the read's highest virus score (score2
+    over all its frames) is at least `virus_threshold` (0.5, the classifier's own boundary, unless
+    set; see virnucpro_assets.results.report)."""
+
+    virus_threshold: float = settings_module.DEFAULT_VIRUS_THRESHOLD
+
+    def checked_virus_threshold(self) -> float:
+        return settings_module.check_virus_threshold(self.virus_threshold, "report.virus_threshold")
+
+
 def store_resources(root: str, registry_root: str = "") -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
     """The store resource and the three IO managers over one store root."""
     return {
@@ -70,6 +81,7 @@ def deployment_resources(settings: Settings) -> dict:
     return {
         **store_resources(_env_or("VIRNUCPRO_STORE", settings.store), str(registry_root(settings))),
         "translation": TranslationSettings(chunk_length=settings.chunk_length),
+        "report": ReportSettings(virus_threshold=settings.virus_threshold),
         "models": ModelsResource(
             dnabert=_env_or("VIRNUCPRO_DNABERT_MODEL", settings.dnabert_model),
             esm2=_env_or("VIRNUCPRO_ESM2_MODEL", settings.esm2_model),

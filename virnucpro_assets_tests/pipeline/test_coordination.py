@@ -37,7 +37,9 @@ def test_queued_runs_share_two_devices_one_step_each_and_recover_from_kill_9(tmp
         with ExitStack() as devices:
             for device in FAKE_DEVICES:
                 devices.enter_context(lease_device([device], instance.home / "gpu-leases", {"holder": "test"}))
-            instance.cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--partitions", partitions, "--noprompt")
+            instance.cli(
+                "dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--partitions", partitions, "--noprompt"
+            )
             wait_for(lambda: dagster.event_log_storage.get_concurrency_info("gpu").active_slot_count == 2, 300, "two GPU steps waiting")
         runs = wait_for(lambda: finished_runs(dagster, 6), 400, "six shard runs")
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
@@ -59,7 +61,17 @@ def test_queued_runs_share_two_devices_one_step_each_and_recover_from_kill_9(tmp
         outputs = {asset: tmp_path / f"store/{asset}/sample=coord/shard=002.{EMBEDDING_EXTENSION}" for asset in GPU_ASSETS}
         for output in outputs.values():
             output.unlink()
-        launch = ("dagster", "job", "launch", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--tags", '{"dagster/partition": "coord|002"}')
+        launch = (
+            "dagster",
+            "job",
+            "launch",
+            "-m",
+            "virnucpro_assets",
+            "-j",
+            "shard_pipeline",
+            "--tags",
+            '{"dagster/partition": "coord|002"}',
+        )
         instance.cli(*launch)
         holder = wait_for(lambda: held(tmp_path), 300, "a GPU step holding a device", poll=0.05)
         os.kill(holder.details["pid"], signal.SIGKILL)

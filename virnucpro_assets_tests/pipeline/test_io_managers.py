@@ -82,6 +82,7 @@ def test_a_sample_on_an_object_store_gives_the_same_files_as_on_a_disk(pipeline,
     pipeline.instance.add_dynamic_partitions("samples", ["same"])
     result = pipeline.materialize_sample(local)
     assert materialization(result, "sample_report")["path"] == f"{url}/store/sample_report/sample=same"
+    assert materialization(result, "sample_report")["report"] == f"{url}/store/sample_report/sample=same/report.html"
     in_bucket = {name: fs.cat_file(f"{url}/store/sample_report/sample=same/{name}") for name in REPORT_FILES}
     assert in_bucket == on_disk
     assert [path.rsplit("/", 1)[1] for path in fs.find(f"{url}/store/merged_features")] == [

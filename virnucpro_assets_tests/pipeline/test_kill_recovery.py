@@ -52,7 +52,9 @@ def describe_runs(instance) -> str:
 
 
 def test_a_run_worker_killed_in_its_gpu_step_is_retried_and_the_sample_reaches_its_report(tmp_path, demo_models, genomes):
-    instance = Instance(tmp_path, demo_models, max_concurrent_runs=2, VIRNUCPRO_FAKE_GPUS="2", VIRNUCPRO_SHARDS="2", VIRNUCPRO_SENSOR_INTERVAL="1")
+    instance = Instance(
+        tmp_path, demo_models, max_concurrent_runs=2, VIRNUCPRO_FAKE_GPUS="2", VIRNUCPRO_SHARDS="2", VIRNUCPRO_SENSOR_INTERVAL="1"
+    )
     reads = tmp_path / "s.fasta"
     # Enough proteins that an ESM-2 step holds its device for seconds, not milliseconds.
     write_fasta(cut_reads(genomes, count=3000, lengths=(500,), seed=5), reads)
@@ -136,7 +138,10 @@ def test_only_runs_of_this_host_whose_process_is_gone_are_failed():
             unrecorded: dg.DagsterRunStatus.STARTED,
         }
         [failure] = instance.get_records_for_run(dead, of_type=dg.DagsterEventType.RUN_FAILURE).records
-        assert f"pid {json.loads(instance.get_run_by_id(dead).tags[PROCESS_TAG])['pid']} on host {here['host']}" in failure.event_log_entry.message
+        assert (
+            f"pid {json.loads(instance.get_run_by_id(dead).tags[PROCESS_TAG])['pid']} on host {here['host']}"
+            in failure.event_log_entry.message
+        )
         assert not release_abandoned_runs(instance)
 
 
@@ -152,7 +157,9 @@ def step_started(instance, step_key):
     """The run in which step `step_key` has started, once one has."""
     for run in instance.get_runs():
         if instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records:
-            steps = {r.event_log_entry.step_key for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records}
+            steps = {
+                r.event_log_entry.step_key for r in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records
+            }
             if step_key in steps:
                 return run
     return None
@@ -195,15 +202,25 @@ def test_a_gpu_step_waiting_on_the_pool_frees_the_slot_a_killed_run_kept(tmp_pat
     for asset, partition in (("sample_reads", "p"), ("translated_proteins", "p|000")):
         instance.cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", asset, "--partition", partition)
 
-    with instance.dagster() as dagster, open(tmp_path / "killed.log", "wb") as killed_log, open(tmp_path / "waiting.log", "wb") as waiting_log:
-        pool = lambda: dagster.event_log_storage.get_concurrency_info("gpu")
+    with (
+        instance.dagster() as dagster,
+        open(tmp_path / "killed.log", "wb") as killed_log,
+        open(tmp_path / "waiting.log", "wb") as waiting_log,
+    ):
+        def pool():
+            return dagster.event_log_storage.get_concurrency_info("gpu")
+
         # The test holds the only device, so the first run's GPU step claims the pool's one slot and
         # then waits inside the step for the device, where it is killed.
         with lease_device([Device("fake:0", "cpu")], instance.home / "gpu-leases", {"holder": "test"}):
             killed = materialize_in_background(instance, "dnabert_embeddings", "p|000", killed_log)
             wait_for(lambda: pool().active_slot_count == 1, 300, "the first GPU step to claim the pool's slot")
             waiting = materialize_in_background(instance, "esm2_embeddings", "p|000", waiting_log)
-            wait_for(lambda: any(step.assigned_timestamp is None for step in pool().pending_steps), 300, "the second GPU step to wait on the pool")
+            wait_for(
+                lambda: any(step.assigned_timestamp is None for step in pool().pending_steps),
+                300,
+                "the second GPU step to wait on the pool",
+            )
             [killed_run] = pool().active_run_ids
             os.kill(killed.pid, signal.SIGKILL)
             killed.wait()

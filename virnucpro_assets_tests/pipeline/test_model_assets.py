@@ -1,5 +1,7 @@
 """The whole graph on a small sample with the tiny demo models, checked against direct computations."""
 
+import math
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -15,7 +17,7 @@ from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
 
 
 def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
-    reads = [r for r in genome_reads if len(r[1]) >= 150][:30]
+    reads = genome_reads[:40]  # lengths 1 to 1777: reads shorter than a codon, reads without a kept frame, long ones
     sample = pipeline.register(reads, "tiny")
     report = pipeline.materialize_sample(sample)
     store = pipeline.store_root
@@ -47,8 +49,7 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
         assert predicted["prediction"].to_list() == decisions
         assert predicted["chunk_id"].to_list() == [i[:-2] for i in ids]
         expected_rows += [
-            (reads.index(next(r for r in reads if i.startswith(r[0] + "_chunk_"))), i, d, s)
-            for i, d, s in zip(ids, decisions, scores)
+            (reads.index(next(r for r in reads if i.startswith(r[0] + "_chunk_"))), i, d, s) for i, d, s in zip(ids, decisions, scores)
         ]
 
     # prediction_results.txt: every pair once, reads in input-file order, scores as float32 prints them.
@@ -66,8 +67,49 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
     assert (store / "sample_report/sample=tiny/per_read_scores.png").read_bytes()[:4] == b"\x89PNG"
     metadata = report.asset_materializations_for_node("sample_report")[0].metadata
     assert metadata["pairs"].value == len(expected_rows)
-    assert metadata["chunks"].value == len(chunks)
+    assert metadata["scored_chunks"].value == len(chunks)
     assert metadata["virus_chunks"].value == sum(verdict.values())
+
+    # per_read.tsv: every read of the sample, in file order, scored or not.
+    per_read = pl.read_csv(store / "sample_report/sample=tiny/per_read.tsv", separator="\t", infer_schema=False)
+    assert per_read["read_id"].to_list() == [read_id for read_id, _ in reads]
+    assert per_read["length"].cast(int).to_list() == [len(sequence) for _, sequence in reads]
+    assert per_read["chunks"].cast(int).to_list() == [math.ceil(len(sequence) / 500) for _, sequence in reads]
+    frames = [[s for position, _, _, s in expected_rows if position == index] for index in range(len(reads))]
+    assert per_read["kept_frames"].cast(int).to_list() == [len(f) for f in frames]
+    expected_decisions = ["unscored" if not f else "virus" if max(s[1] for s in f) >= 0.5 else "others" for f in frames]
+    assert per_read["decision"].to_list() == expected_decisions
+    expected_reasons = [
+        None if f else "shorter than 3 letters: no codon" if len(sequence) < 3 else "no stop-free frame"
+        for f, (_, sequence) in zip(frames, reads)
+    ]
+    assert per_read["reason"].to_list() == expected_reasons
+    assert {"virus", "unscored"} <= set(expected_decisions) and None in expected_reasons and "no stop-free frame" in expected_reasons
+    assert metadata["reads"].value == len(reads) and metadata["unscored_reads"].value == expected_decisions.count("unscored")
+    assert pl.read_parquet(store / "sample_report/sample=tiny/per_read.parquet")["read_id"].to_list() == per_read["read_id"].to_list()
+
+    # report.html, linked from the materialization, names the models that made the shards.
+    page_path = store / "sample_report/sample=tiny/report.html"
+    assert metadata["report"].value == str(page_path)
+    page = page_path.read_text()
+    assert f'id="count-reads">{len(reads)}<' in page
+    for asset, key in (("dnabert_embeddings", "model_sha256"), ("esm2_embeddings", "model_sha256"), ("predictions", "classifier_sha256")):
+        records = pipeline.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        assert records[0].asset_materialization.metadata[key].value in page
+
+
+def test_the_report_decides_at_the_configured_threshold(pipeline, genome_reads):
+    from virnucpro_assets.pipeline.resources import ReportSettings
+
+    pipeline.resources["report"] = ReportSettings(virus_threshold=0.0)
+    sample = pipeline.register(genome_reads[:12], "threshold")
+    metadata = pipeline.materialize_sample(sample).asset_materializations_for_node("sample_report")[0].metadata
+    per_read = pl.read_parquet(pipeline.store_root / f"sample_report/sample={sample}/per_read.parquet")
+    assert per_read.height == 12 and set(per_read["decision"]) == {"virus", "unscored"}  # every scored read reaches 0
+    assert metadata["virus_threshold"].value == 0.0 and metadata["virus_reads"].value == metadata["reads_scored"].value > 0
+    assert (
+        "<tr><th>virus threshold</th><td>0.0</td></tr>" in (pipeline.store_root / f"sample_report/sample={sample}/report.html").read_text()
+    )
 
 
 def test_embedding_metadata_names_model_device_and_precision(pipeline, genome_reads):

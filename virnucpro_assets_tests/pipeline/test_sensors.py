@@ -174,7 +174,6 @@ def test_no_message_cursor_or_observation_quotes_a_files_content(inbox, capfd):
         assert secret not in everything
 
 
-
 class Automation:
     """The automation sensor's evaluations, tick after tick, as the daemon makes them."""
 
@@ -294,7 +293,9 @@ def test_the_retry_schedule_reruns_partitions_whose_latest_materialization_faile
     first, *_ = pipeline.shard_partitions(sample)
     working_models = pipeline.resources["models"]
     models = pipeline.models
-    pipeline.resources["models"] = ModelsResource(dnabert=str(models.dnabert), esm2=str(models.esm2), classifier=str(tmp_path / "500_model.pth"))
+    pipeline.resources["models"] = ModelsResource(
+        dnabert=str(models.dnabert), esm2=str(models.esm2), classifier=str(tmp_path / "500_model.pth")
+    )
     pipeline.materialize(SHARD_ASSETS, first, raise_on_error=False)
 
     def retries():
@@ -342,7 +343,9 @@ def test_dropped_files_end_as_sample_reports_with_the_daemon_running(tmp_path, d
     with instance.dagster() as dagster, instance.daemon(), upload_in_progress(inbox / "upload.fasta"):
         reports = dg.AssetKey("sample_report")
         try:
-            wait_for(lambda: dagster.get_materialized_partitions(reports) == {"lake", "soil"}, PROCESS_TIMEOUT_S, "both samples' sample_report")
+            wait_for(
+                lambda: dagster.get_materialized_partitions(reports) == {"lake", "soil"}, PROCESS_TIMEOUT_S, "both samples' sample_report"
+            )
         except AssertionError as timeout:
             runs = ", ".join(f"{run.tags.get('dagster/partition')} {run.status.value}" for run in dagster.get_runs())
             raise AssertionError(f"{timeout}; runs: {runs}") from None
@@ -355,6 +358,10 @@ def test_dropped_files_end_as_sample_reports_with_the_daemon_running(tmp_path, d
             for run in dagster.get_runs()
             for record in dagster.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
         ]
-        evaluated = sorted(f"{e.check_name} [{e.partition}] in run {run.run_id[:8]} ({run.tags.get('dagster/partition')}, {run.asset_selection and sorted(k.to_user_string() for k in run.asset_selection)})" for run, e in checked)
+        evaluated = sorted(
+            f"{e.check_name} [{e.partition}] in run {run.run_id[:8]} ({run.tags.get('dagster/partition')}, "
+            f"{run.asset_selection and sorted(k.to_user_string() for k in run.asset_selection)})"
+            for run, e in checked
+        )
         assert len(checked) == 2 * (2 * 5 + 1), "\n".join(evaluated)
         assert all(evaluation.passed for _, evaluation in checked)

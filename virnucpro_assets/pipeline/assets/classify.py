@@ -6,12 +6,14 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.models import ModelsResource, classifier_version
 from virnucpro_assets.pipeline.partitions import Partitions, by_sample
-from virnucpro_assets.pipeline.resources import TranslationSettings
+from virnucpro_assets.pipeline.resources import ReportSettings, TranslationSettings
 from virnucpro_assets.results.features import merge_features
+from virnucpro_assets.results.html_report import MODEL_STEPS, PROVENANCE_KEYS
 from virnucpro_assets.results.report import report_files
 from virnucpro_assets.sequences.sharding import file_positions
 from virnucpro_assets.settings import Settings
@@ -82,39 +84,56 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
     @dg.asset(
         partitions_def=partitions.samples,
         ins={
-            "sample_reads": dg.AssetIn(metadata={"columns": ["read_id"]}),
+            "sample_reads": dg.AssetIn(metadata={"columns": ["read_id", "sequence"]}),
             "predictions": dg.AssetIn(partition_mapping=by_sample),
         },
         io_manager_key="report_io_manager",
         automation_condition=follows_upstream,
         group_name="classification",
-        kinds={"parquet", "csv"},
+        kinds={"parquet", "csv", "html"},
         description=(
             "The sample's results over all shards, reads in file order: the original's "
-            "prediction_results.txt and prediction_results_highestscore.csv, a per-read roll-up "
-            "(per_read.parquet) and a histogram of per-read virus scores (per_read_scores.png)."
+            "prediction_results.txt and prediction_results_highestscore.csv; every read with its chunks, "
+            "kept frames, scores and a decision at the report's virus threshold (per_read.tsv, "
+            "per_read.parquet); a histogram of per-read virus scores (per_read_scores.png); and a "
+            "self-contained page with counts, top reads, models, versions, settings and timings (report.html)."
         ),
     )
-    def sample_report(sample_reads: dict[str, pa.Table], predictions: dict[str, pa.Table]) -> dg.Output[dict[str, bytes]]:
+    def sample_report(
+        context: dg.AssetExecutionContext,
+        sample_reads: dict[str, pa.Table],
+        predictions: dict[str, pa.Table],
+        translation: TranslationSettings,
+        report: ReportSettings,
+    ) -> dg.Output[dict[str, bytes]]:
+        shards = len(partitions.shard_keys)
+        threshold = report.checked_virus_threshold()
+        reads = pl.concat(
+            [_read_lengths(index, sample_reads[shard], shards) for index, shard in enumerate(partitions.shard_keys)]
+        ).sort("file_position")
         pairs = pl.concat(
-            [
-                _in_file_order(index, sample_reads[shard], predictions[shard], len(partitions.shard_keys))
-                for index, shard in enumerate(partitions.shard_keys)
-            ]
+            [_in_file_order(index, sample_reads[shard], predictions[shard], shards) for index, shard in enumerate(partitions.shard_keys)]
         ).sort("file_position", "row", maintain_order=True)
         scores = np.column_stack([pairs["score1"].to_numpy(), pairs["score2"].to_numpy()]).astype(np.float32)
-        files, rollup = report_files(
-            pairs["pair_id"].to_list(), pairs["prediction"].to_list(), pairs["read_id"].to_list(), pairs["chunk_id"].to_list(), scores
+        files, counts = report_files(
+            sample=context.partition_key,
+            read_ids=reads["read_id"],
+            lengths=reads["length"].to_numpy(),
+            pair_ids=pairs["pair_id"].to_list(),
+            predictions=pairs["prediction"].to_list(),
+            pair_read_ids=pairs["read_id"].to_list(),
+            chunk_ids=pairs["chunk_id"].to_list(),
+            scores=scores,
+            chunk_length=translation.checked_chunk_length(),
+            threshold=threshold,
+            shards=shards,
+            provenance=_shard_provenance(context.instance, partitions.shard_partitions(context.partition_key)),
         )
         return dg.Output(
             files,
             metadata={
-                "pairs": pairs.height,
-                "virus_pairs": int((pairs["prediction"] == "virus").sum()),
-                "chunks": int(rollup["scored_chunks"].sum()),
-                "virus_chunks": int(rollup["virus_chunks"].sum()),
-                "reads_scored": rollup.height,
-                "reads_with_a_virus_chunk": int((rollup["virus_chunks"] > 0).sum()),
+                **counts,
+                "virus_threshold": threshold,
                 "per_read_scores": dg.MetadataValue.md(
                     f"![per-read scores](data:image/png;base64,{base64.b64encode(files['per_read_scores.png']).decode()})"
                 ),
@@ -122,6 +141,34 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
         )
 
     return [merged_features, predictions, sample_report]
+
+
+def _read_lengths(index: int, reads: pa.Table, shards: int) -> pl.DataFrame:
+    """One shard's read ids, lengths and positions in the input file; the sequences are not kept."""
+    return pl.DataFrame(
+        {
+            "read_id": pl.from_arrow(reads.column("read_id")),
+            "length": pl.from_arrow(pc.binary_length(reads.column("sequence"))).cast(pl.Int64),
+            "file_position": pl.from_arrow(file_positions(index, reads.num_rows, shards)),
+        }
+    )
+
+
+def _shard_provenance(instance: dg.DagsterInstance, shard_partitions: list[dg.MultiPartitionKey]) -> dict[str, dict[str, dict]]:
+    """What the latest materialization of each shard step with a model recorded (PROVENANCE_KEYS):
+    {asset: {shard: {key: value}}}."""
+    provenance: dict[str, dict[str, dict]] = {}
+    for asset, *_ in MODEL_STEPS:
+        for partition in shard_partitions:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)]), limit=1
+            ).records
+            if records:
+                recorded = records[0].asset_materialization.metadata
+                provenance.setdefault(asset, {})[partition.keys_by_dimension["shard"]] = {
+                    key: recorded[key].value for key in PROVENANCE_KEYS if key in recorded
+                }
+    return provenance
 
 
 def _in_file_order(index: int, reads: pa.Table, predicted: pa.Table, shards: int) -> pl.DataFrame:
