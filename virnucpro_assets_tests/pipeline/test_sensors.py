@@ -342,10 +342,14 @@ def test_dropped_files_end_as_sample_reports_with_the_daemon_running(tmp_path, d
     # The instance's storage exists before the daemon starts, so that the two never both create it.
     with instance.dagster() as dagster, instance.daemon(), upload_in_progress(inbox / "upload.fasta"):
         reports = dg.AssetKey("sample_report")
+
+        def reported_and_settled() -> bool:
+            # A report's check runs in its run after the report is stored: count the checks only
+            # once every run has finished.
+            return dagster.get_materialized_partitions(reports) == {"lake", "soil"} and all(run.is_finished for run in dagster.get_runs())
+
         try:
-            wait_for(
-                lambda: dagster.get_materialized_partitions(reports) == {"lake", "soil"}, PROCESS_TIMEOUT_S, "both samples' sample_report"
-            )
+            wait_for(reported_and_settled, PROCESS_TIMEOUT_S, "both samples' sample_report, and every run finished")
         except AssertionError as timeout:
             runs = ", ".join(f"{run.tags.get('dagster/partition')} {run.status.value}" for run in dagster.get_runs())
             raise AssertionError(f"{timeout}; runs: {runs}") from None
