@@ -27,49 +27,24 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
+
+from virnucpro_assets.processes import boot_id, process_alive, process_start
 
 PROCESS_TAG = "virnucpro/process"
 RUN_PROCESS_EVENTS = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_WORKER_STARTED, dg.DagsterEventType.STEP_START}
 WATCH_INTERVAL_S = 5.0
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone or a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
 def this_process() -> dict:
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _process_start(pid)}
+    return {"host": socket.gethostname(), "boot": boot_id(), "pid": pid, "start": process_start(pid)}
 
 
 def record_run_process(instance: dg.DagsterInstance, run_id: str) -> None:
     """Tag the run with the process running it (called at the start of every run)."""
     instance.add_run_tags(run_id, {PROCESS_TAG: json.dumps(this_process(), sort_keys=True)})
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _process_start(pid) is not None
 
 
 def run_process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
@@ -82,11 +57,11 @@ def run_process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | 
         return None
     if host != socket.gethostname():
         return None
-    if boot != _boot_id():
+    if boot != boot_id():
         reason = f"host {host} restarted since pid {pid} ran it"
-    elif _process_start(pid) is None:
+    elif process_start(pid) is None:
         reason = f"its process (pid {pid} on host {host}) is gone"
-    elif _process_start(pid) != start:
+    elif process_start(pid) != start:
         reason = f"its process (pid {pid} on host {host}) is gone; the pid is another process now"
     else:
         return None
@@ -94,7 +69,7 @@ def run_process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | 
     # be gone too.
     records = instance.get_records_for_run(run.run_id, of_type=RUN_PROCESS_EVENTS).records
     others = {r.event_log_entry.dagster_event.pid for r in records} - {pid, None}
-    if boot == _boot_id() and any(_pid_alive(other) for other in others):
+    if boot == boot_id() and any(process_alive(other) for other in others):
         return None
     return reason
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from upath import UPath
 
 from virnucpro_assets.errors import ConfigurationError
+from virnucpro_assets.processes import process_alive
 from virnucpro_assets.storage.checksums import digest_file
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -147,7 +148,7 @@ class Store:
             return
         for entry in Path(directory).iterdir():
             match = _TEMPORARY.match(entry.name)
-            if match and match["name"] == name and match["host"] == _HOST and not _process_alive(int(match["pid"])):
+            if match and match["name"] == name and match["host"] == _HOST and not process_alive(int(match["pid"])):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
 
     @contextmanager
@@ -204,13 +205,3 @@ def _temporary_name(name: str, kind: str) -> str:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
