@@ -2,12 +2,13 @@
 
 Read from what Dagster stores: while a run goes, a background thread reads the run's new events
 from the instance (step starts, asset materializations with their `tokens` metadata, the steps'
-own log lines) twice a second. On a terminal it is a tqdm bar over the sample's asset
+own log lines of level INFO and up) twice a second. On a terminal it is a tqdm bar over the sample's asset
 partitions (stage, shards done, GPU tokens, ETA); otherwise a plain line per finished step.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -72,7 +73,7 @@ class RunProgress:
         entry = record.event_log_entry
         event = entry.dagster_event
         if event is None:
-            if entry.user_message and self.step:
+            if entry.level >= logging.INFO and entry.user_message and self.step:
                 self._step_log(entry.user_message)
             return
         if event.event_type == dg.DagsterEventType.STEP_START:

@@ -52,7 +52,7 @@ class ModelsResource(dg.ConfigurableResource):
 
         from virnucpro_assets.preflight import require_models
 
-        needed = self.models_needed_by(context.dagster_run)
+        needed = self.models_needed_by(context.run)
         if needed:
             # The chunk length is the translation resource's; the predictions step checks it.
             require_models(self.dnabert, self.esm2, self.classifier, None, needed)
@@ -64,13 +64,17 @@ class ModelsResource(dg.ConfigurableResource):
 
     @staticmethod
     def models_needed_by(run: dg.DagsterRun | None) -> tuple[str, ...]:
-        """The models the run's assets load; all of them for a run without an asset selection, none
+        """The models the run's assets load, from the steps it executes (an asset's step is named
+        after it) or else its asset selection; all of them when the run names neither, none
         outside a run."""
         if run is None:
             return ()
-        if run.asset_selection is None:
+        if run.step_keys_to_execute is not None:
+            selected = set(run.step_keys_to_execute)
+        elif run.asset_selection:
+            selected = {key.to_user_string() for key in run.asset_selection}
+        else:
             return tuple(MODEL_OF_ASSET.values())
-        selected = {key.to_user_string() for key in run.asset_selection}
         return tuple(model for asset, model in MODEL_OF_ASSET.items() if asset in selected)
 
     def compiled_models(self) -> set[str]:
