@@ -60,7 +60,11 @@ def demo_model_settings(tmp_path_factory):
     from virnucpro_assets.demo.models import build_demo_models
 
     models = build_demo_models(tmp_path_factory.mktemp("models"), GENOMES, 500)
-    return {"VIRNUCPRO_DNABERT_MODEL": str(models.dnabert), "VIRNUCPRO_ESM2_MODEL": str(models.esm2), "VIRNUCPRO_CLASSIFIER": str(models.classifier)}
+    return {
+        "VIRNUCPRO_DNABERT_MODEL": str(models.dnabert),
+        "VIRNUCPRO_ESM2_MODEL": str(models.esm2),
+        "VIRNUCPRO_CLASSIFIER": str(models.classifier),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +166,8 @@ def test_remove_sample_deletes_its_files_entry_and_partition_only(tmp_path, geno
     assert removed.stdout.strip() == "removed sample 'drop': 2 stored directories, its registry entry and its partition"
     assert not (store / "sample_reads" / "sample=drop").exists() and not (store / "translated_proteins" / "sample=drop").exists()
     assert not (store / "_samples" / "drop.json").exists()
-    assert (store / "sample_reads" / "sample=keep").is_dir() and (store / "translated_proteins" / "sample=keep" / "shard=000.parquet").is_file()
+    assert (store / "sample_reads" / "sample=keep").is_dir()
+    assert (store / "translated_proteins" / "sample=keep" / "shard=000.parquet").is_file()
     assert (store / "_samples" / "keep.json").exists()
     os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
     try:
