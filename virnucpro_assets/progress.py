@@ -9,6 +9,7 @@ partitions (stage, shards done, GPU tokens, ETA); otherwise a plain line per fin
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -39,7 +40,13 @@ class RunProgress:
         if bar if bar is not None else self.stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, file=self.stream, unit="step", desc=sample, dynamic_ncols=True)
+            # A terminal that reports no size (a pseudo-terminal without one) gets 100 x 20: tqdm
+            # would otherwise draw nothing.
+            sized = shutil.get_terminal_size((0, 0)).columns > 0
+            self.bar = tqdm(
+                total=self.total, file=self.stream, unit="step", desc=sample,
+                dynamic_ncols=sized, ncols=None if sized else 100, nrows=None if sized else 20,
+            )
 
     @contextmanager
     def watching(self, instance, tags: dict[str, str]) -> Iterator[None]:
