@@ -1,8 +1,11 @@
 """`virnucpro-assets`: what Dagster's own CLI lacks. Orchestration itself is Dagster's.
 
+  run READS... [--out DIR]        from reads to results in one command (models checked first)
+  fetch-models [--dir DIR]        download the official models, or say which file goes where
   init                            set up $DAGSTER_HOME (dagster.yaml, GPU pool = devices)
   add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
   materialize SAMPLE              materialize every asset of one sample, in this process
+  remove-sample NAME [--yes]      delete a sample's files, registry entry and partition
   demo                            the offline demo: bundled reads, tiny models, whole graph
   devices                         each GPU device, and which step holds it now
   compare-precision INPUT         half precision against fp32 on your own models and sequences
@@ -17,26 +20,56 @@ from pathlib import Path
 
 from virnucpro_assets.errors import VirnucproError
 from virnucpro_assets.models import precision
-from virnucpro_assets.operations import add_sample, init_instance, materialize_sample, prepare_instance_home, require_dagster_home
+from virnucpro_assets.operations import (
+    add_sample,
+    init_instance,
+    materialize_sample,
+    prepare_instance_home,
+    remove_sample,
+    require_configured_models,
+    require_dagster_home,
+    sample_files,
+    sample_stages,
+)
 
 DEMO_HOME = Path(".virnucpro")
+DEFAULT_OUT = Path("virnucpro-results")
+# The result files a user reads, in the sample_report directory.
+RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="virnucpro-assets", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("run", help="from reads to results in one command: check the models, register, materialize")
+    one.add_argument("reads", type=Path, nargs="+", help="FASTA/FASTQ files (plain or compressed); each is a sample")
+    one.add_argument(
+        "--out",
+        type=Path,
+        help=f"where the instance and the store go unless DAGSTER_HOME / VIRNUCPRO_STORE say otherwise (default ./{DEFAULT_OUT})",
+    )
+    from virnucpro_assets import fetch_models
+
+    fetch_models.add_command(commands)
     commands.add_parser("init", help="set up the instance at $DAGSTER_HOME for this machine")
     add = commands.add_parser("add-sample", help="register a FASTA/FASTQ file (plain or .gz) as a sample")
     add.add_argument("path", type=Path)
     add.add_argument("--name", help="sample name (default: derived from the file name)")
-    run = commands.add_parser("materialize", help="materialize every asset of one sample in this process")
-    run.add_argument("sample")
+    materialize = commands.add_parser("materialize", help="materialize every asset of one sample in this process")
+    materialize.add_argument("sample")
+    remove = commands.add_parser("remove-sample", help="delete a sample's files from the store, its registry entry and its partition")
+    remove.add_argument("name")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     demo = commands.add_parser("demo", help="run the offline demo sample end to end")
     demo.add_argument("--home", type=Path, default=DEMO_HOME, help="where the demo instance, store and models live")
     commands.add_parser("devices", help="show each GPU device and which step holds it now")
     precision.add_command(commands)
     args = parser.parse_args(argv)
     try:
+        if args.command == "run":
+            return run_reads(args.reads, args.out)
+        if args.command == "fetch-models":
+            return fetch_models.run_command(args)
         if args.command == "init":
             home = require_dagster_home()
             prepare_instance_home(home)
@@ -47,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             if not created:
                 print(f"(already registered: {sample.path})", file=sys.stderr)
         elif args.command == "materialize":
+            require_dagster_home()
+            require_configured_models()
             materialize_sample(args.sample)
+        elif args.command == "remove-sample":
+            return remove_sample_command(args.name, args.yes)
         elif args.command == "demo":
             from virnucpro_assets.demo import run_demo
 
@@ -59,6 +96,65 @@ def main(argv: list[str] | None = None) -> int:
     except VirnucproError as error:
         print(f"virnucpro-assets: error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_reads(reads: list[Path], out: Path | None) -> int:
+    """`virnucpro-assets run`: check everything that can be checked cheaply (the files, the
+    settings, the three models) before anything is written, then register and materialize each
+    file as a sample on the instance (DAGSTER_HOME, else <out>/dagster_home) and say where the
+    results are."""
+    import os
+
+    from virnucpro_assets.progress import RunProgress
+    from virnucpro_assets.settings import Settings
+
+    for path in reads:
+        if not path.is_file():
+            raise VirnucproError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"])
+        if out is not None:
+            print(f"using the instance at DAGSTER_HOME={home} and its store, not {out}", file=sys.stderr)
+    else:
+        out = (out or DEFAULT_OUT).absolute()
+        home = out / "dagster_home"
+        os.environ["DAGSTER_HOME"] = str(home)
+        os.environ.setdefault("VIRNUCPRO_STORE", str(out / "store"))
+    require_configured_models(Settings.from_environment())
+
+    prepare_instance_home(home)
+    init_instance()
+    for path in reads:
+        sample, _ = add_sample(path)
+        progress = RunProgress(sample.name, sample_stages(sample.name))
+        try:
+            locations = materialize_sample(sample.name, observer=progress)
+        finally:
+            progress.close()
+        report = locations["sample_report"]
+        print(f"{sample.name} ({path}): results in {report}")
+        for name in RESULT_FILES:
+            print(f"  {report}/{name}")
+    print(f"instance: {home} (`DAGSTER_HOME={home} dagster dev -w workspace.yaml` shows every step in the web UI)")
+    return 0
+
+
+def remove_sample_command(name: str, yes: bool) -> int:
+    files = sample_files(name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise VirnucproError(f"not removing sample {name!r} without confirmation: stdin is not a terminal; pass --yes")
+        print(f"sample {name!r}: {len(files)} stored director{'y' if len(files) == 1 else 'ies'}")
+        for location in files:
+            print(f"  {location}")
+        answer = input("delete them, its registry entry and its partition? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 1
+    removed = remove_sample(name)
+    directories = f"{len(removed)} stored director{'y' if len(removed) == 1 else 'ies'}"
+    print(f"removed sample {name!r}: {directories}, its registry entry and its partition")
     return 0
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 from virnucpro_assets.errors import VirnucproError
 
 # The instance's dagster.yaml ships inside the package (the checkout's dagster.yaml links to it).
 DEFAULT_INSTANCE_CONFIG = Path(__file__).resolve().parent / "dagster.yaml"
+# Tags each run materialize_sample starts, so that its observer can find the run.
+RUN_TAG = "virnucpro/cli-run"
 
 
 def require_dagster_home() -> Path:
@@ -55,12 +59,43 @@ def add_sample(path: Path, name: str | None = None):
     return sample, created
 
 
-def materialize_sample(sample: str) -> dict[str, str]:
+class StepFailedError(VirnucproError):
+    """A step of a run failed: its user-facing message, without Dagster's wrapping and traceback."""
+
+
+def require_configured_models(settings=None) -> None:
+    """Raise (preflight.ModelsUnavailable) unless all three models of the settings can be used."""
+    from virnucpro_assets.preflight import require_models
+    from virnucpro_assets.settings import Settings
+
+    settings = settings or Settings.from_environment()
+    require_models(settings.dnabert_model, settings.esm2_model, settings.classifier, settings.chunk_length)
+
+
+def sample_stages(sample: str) -> list[tuple[list[str], list[str]]]:
+    """(asset names, partition keys) of each stage of a sample, in the order they run."""
+    from virnucpro_assets.definitions import defs, partitions
+
+    assets = list(defs.assets)
+    stages = [(["sample_reads"], [sample])]
+    shard_assets = [a.key.to_user_string() for a in assets if _partitioned_by_shard(a)]
+    stages.append((shard_assets, [str(p) for p in partitions.shard_partitions(sample)]))
+    sample_assets = [a.key.to_user_string() for a in assets if a.key.to_user_string() != "sample_reads" and not _partitioned_by_shard(a)]
+    if sample_assets:
+        stages.append((sample_assets, [sample]))
+    return stages
+
+
+def materialize_sample(sample: str, observer=None) -> dict[str, str]:
     """Materialize the sample's partitions of every asset, stage by stage, in this process.
-    Returns where each asset stored the sample (see `stored_locations`)."""
+    Returns where each asset stored the sample (see `stored_locations`).
+
+    Without `observer`, Dagster's console log shows each run's events. With one (see
+    virnucpro_assets.progress.RunObserver), the console log is quiet and the observer is told of
+    each run's events as they are stored. A failed step raises StepFailedError with its message."""
     import dagster as dg
 
-    from virnucpro_assets.definitions import defs, partitions
+    from virnucpro_assets.definitions import defs
     from virnucpro_assets.pipeline.partitions import SAMPLES
 
     require_dagster_home()
@@ -68,25 +103,80 @@ def materialize_sample(sample: str) -> dict[str, str]:
     release_abandoned_runs(instance)
     if not instance.has_dynamic_partition(SAMPLES, sample):
         raise VirnucproError(f"sample {sample!r} is not registered; run `virnucpro-assets add-sample PATH` first")
-    assets = list(defs.assets)
-    stages = [(["sample_reads"], [sample])]
-    shard_assets = [a.key.to_user_string() for a in assets if _partitioned_by_shard(a)]
-    stages.append((shard_assets, partitions.shard_partitions(sample)))
-    sample_assets = [a.key.to_user_string() for a in assets if a.key.to_user_string() != "sample_reads" and not _partitioned_by_shard(a)]
-    if sample_assets:
-        stages.append((sample_assets, [sample]))
-    for selection, keys in stages:
+    log_level = "CRITICAL" if observer else "INFO"
+    for selection, keys in sample_stages(sample):
         for partition in keys:
-            print(f"materializing {', '.join(selection)} [{partition}]", flush=True)
-            dg.materialize(
-                [*assets, *defs.asset_checks],  # checks run with their assets, as in runs from the UI
-                instance=instance,
-                resources=defs.resources,
-                selection=selection,
-                partition_key=str(partition),
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            )
+            if observer is None:
+                print(f"materializing {', '.join(selection)} [{partition}]", flush=True)
+            tags = {RUN_TAG: uuid.uuid4().hex}
+            with observer.watching(instance, tags) if observer else nullcontext():
+                try:
+                    dg.materialize(
+                        [*defs.assets, *defs.asset_checks],  # checks run with their assets, as in runs from the UI
+                        instance=instance,
+                        resources=defs.resources,
+                        selection=selection,
+                        partition_key=partition,
+                        tags=tags,
+                        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                    )
+                except dg.DagsterUserCodeExecutionError as error:
+                    raise StepFailedError(_step_failure_message(error, partition)) from None
+                except dg.Failure as failure:  # raised as it is, not wrapped
+                    raise StepFailedError(f"{', '.join(selection)} [{partition}]: {failure.description}") from None
     return stored_locations(instance, sample)
+
+
+def _step_failure_message(error, partition: str) -> str:
+    """The user's exception's message, prefixed with the step and partition it failed in."""
+    import dagster as dg
+
+    cause = error.user_exception if error.user_exception is not None else error
+    where = f"{getattr(error, 'op_name', None) or 'run start'} [{partition}]"
+    if isinstance(cause, dg.Failure):
+        return f"{where}: {cause.description}"
+    if isinstance(cause, VirnucproError):
+        return f"{where}: {cause}"
+    return f"{where}: {type(cause).__name__}: {cause} (the run's log in the Dagster UI has the traceback)"
+
+
+def sample_files(name: str) -> list[str]:
+    """The store's directories holding files of sample `name` (of any asset)."""
+    from virnucpro_assets.settings import Settings
+    from virnucpro_assets.storage import Store
+
+    require_dagster_home()
+    store = Store(Settings.from_environment().store)
+    return [str(store.sample_dir(asset, name)) for asset in store.sample_assets(name)]
+
+
+def remove_sample(name: str) -> list[str]:
+    """Delete sample `name`: every asset's files of it in the store, its registry entry and its
+    dynamic partition (so the UI no longer counts it; its past runs and events stay in the
+    instance's history). Returns the directories removed."""
+    import dagster as dg
+
+    from virnucpro_assets.pipeline.partitions import SAMPLES
+    from virnucpro_assets.pipeline.resources import registry_root
+    from virnucpro_assets.samples import SampleRegistry
+    from virnucpro_assets.settings import Settings
+    from virnucpro_assets.storage import Store, check_name
+
+    check_name("sample", name)
+    require_dagster_home()
+    settings = Settings.from_environment()
+    instance = dg.DagsterInstance.get()
+    store = Store(settings.store)
+    registry = SampleRegistry(registry_root(settings))
+    partitioned = instance.has_dynamic_partition(SAMPLES, name)
+    assets = store.sample_assets(name)
+    if not partitioned and not assets and not registry.has_entry(name):
+        raise VirnucproError(f"there is no sample {name!r}: no partition, no registry entry and no files in {store.root}")
+    removed = [str(directory) for directory in (store.remove_sample(asset, name) for asset in assets) if directory is not None]
+    registry.remove(name)
+    if partitioned:
+        instance.delete_dynamic_partition(SAMPLES, name)
+    return removed
 
 
 def stored_locations(instance, sample: str) -> dict[str, str]:

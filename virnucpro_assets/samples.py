@@ -104,6 +104,21 @@ class SampleRegistry:
             )
         return sample
 
+    def has_entry(self, name: str) -> bool:
+        """Whether sample `name` has an entry, readable or damaged."""
+        return self._file(name).exists()
+
+    def remove(self, name: str) -> bool:
+        """Delete the entry of sample `name`, damaged or not. Returns whether there was one."""
+        file = self._file(name)
+        if not self.directory.is_dir():
+            return False
+        with FileLock(self.directory / ".lock"):
+            if not file.exists():
+                return False
+            file.unlink()
+            return True
+
     def all(self) -> list[Sample]:
         """Every readable entry; a damaged one is left out here (asking for its sample names it)."""
         samples = []

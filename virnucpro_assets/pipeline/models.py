@@ -11,6 +11,8 @@ from virnucpro_assets.errors import ConfigurationError, ModelNotFoundError
 from virnucpro_assets.models.identity import fingerprint
 
 PRECISIONS = {"auto", "fp32", "fp16", "bf16"}
+# The assets that load each model: a run's preflight checks the models its assets need.
+MODEL_OF_ASSET = {"dnabert_embeddings": "dnabert", "esm2_embeddings": "esm2", "predictions": "classifier"}
 COMPILABLE = ("dnabert", "esm2")  # the ModelsResource fields naming the embedding models
 
 
@@ -42,14 +44,38 @@ class ModelsResource(dg.ConfigurableResource):
     compile: str = "esm2"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """At the start of a run, on a GPU machine that compiles a model: import the compiler in the
-        background (see virnucpro_assets.models.compilation.start_warm_up)."""
+        """At the start of a run: check the models the run's assets need (virnucpro_assets.preflight),
+        so that a missing one fails the run at once, naming it, rather than after its CPU steps; then,
+        on a GPU machine that compiles a model, import the compiler in the background (see
+        virnucpro_assets.models.compilation.start_warm_up)."""
         import torch
+
+        from virnucpro_assets.preflight import require_models
+
+        needed = self.models_needed_by(context.run)
+        if needed:
+            # The chunk length is the translation resource's; the predictions step checks it.
+            require_models(self.dnabert, self.esm2, self.classifier, None, needed)
 
         if self.compiled_models() and torch.cuda.is_available():
             from virnucpro_assets.models.compilation import start_warm_up
 
             start_warm_up()
+
+    @staticmethod
+    def models_needed_by(run: dg.DagsterRun | None) -> tuple[str, ...]:
+        """The models the run's assets load, from the steps it executes (an asset's step is named
+        after it) or else its asset selection; all of them when the run names neither, none
+        outside a run."""
+        if run is None:
+            return ()
+        if run.step_keys_to_execute is not None:
+            selected = set(run.step_keys_to_execute)
+        elif run.asset_selection:
+            selected = {key.to_user_string() for key in run.asset_selection}
+        else:
+            return tuple(MODEL_OF_ASSET.values())
+        return tuple(model for asset, model in MODEL_OF_ASSET.items() if asset in selected)
 
     def compiled_models(self) -> set[str]:
         names = {name.strip() for name in self.compile.split(",")} - {"", "none"}

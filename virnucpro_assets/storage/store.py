@@ -135,6 +135,29 @@ class Store:
             else:
                 path.fs.mv(path.path, hidden.path)
 
+    def remove_sample(self, asset: str, sample: str) -> UPath | None:
+        """Delete everything the store holds of `sample` for `asset` (its `sample=` directory with
+        any withdrawn or unfinished files in it). Returns the directory, or None if there was none."""
+        directory = self.sample_dir(asset, sample)
+        if self.local:
+            self.remove_stale_temporaries(directory.parent, directory.name)
+            if not Path(directory).exists():
+                return None
+            shutil.rmtree(directory)
+        else:
+            if not directory.fs.exists(directory.path):
+                return None
+            directory.fs.rm(directory.path, recursive=True)
+        return directory
+
+    def sample_assets(self, sample: str) -> list[str]:
+        """The assets that hold files of `sample` in this store."""
+        try:
+            assets = sorted(entry.name for entry in self.root.iterdir() if not entry.name.startswith((".", "_")))
+        except FileNotFoundError:
+            return []
+        return [asset for asset in assets if NAME_PATTERN.fullmatch(asset) and self.sample_dir(asset, sample).exists()]
+
     def list_names(self, directory: UPath) -> list[str]:
         """Names of the visible entries of a directory (none if it does not exist)."""
         try:
