@@ -35,7 +35,7 @@ from virnucpro_assets.operations import (
 DEMO_HOME = Path(".virnucpro")
 DEFAULT_OUT = Path("virnucpro-results")
 # The result files a user reads, in the sample_report directory.
-RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv")
+RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.tsv", "report.html")
 
 
 def main(argv: list[str] | None = None) -> int:

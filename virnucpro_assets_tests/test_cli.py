@@ -109,11 +109,15 @@ def test_run_from_reads_to_the_original_result_files(tmp_path, demo_model_settin
     done = run_command(["run", str(shared_reads), "--out", "results"], tmp_path, demo_model_settings)
     assert done.returncode == 0, done.stderr[-3000:]
     report = tmp_path / "results" / "store" / "sample_report" / "sample=lib7"
-    assert done.stdout.splitlines()[:3] == [
+    assert done.stdout.splitlines()[:5] == [
         f"lib7 ({shared_reads}): results in {report}",
         f"  {report}/prediction_results.txt",
         f"  {report}/prediction_results_highestscore.csv",
+        f"  {report}/per_read.tsv",
+        f"  {report}/report.html",
     ]
+    assert (report / "per_read.tsv").read_text().count("\n") == 1 + len(reads)  # every read, with a header
+    assert "<html" in (report / "report.html").read_text()
     results = (report / "prediction_results.txt").read_text().splitlines()
     assert results[0] == "Sequence_ID\tPrediction\tscore1\tscore2"
     assert [line.split("\t")[0] for line in results[1:]] == pair_ids
