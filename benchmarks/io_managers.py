@@ -63,7 +63,7 @@ def prepare(workdir: Path, reads: int, pairs_per_read: float) -> int:
     import numpy as np
     import pyarrow as pa
 
-    from virnucpro_assets.models.classifier import write_demo_classifier
+    from virnucpro_assets.demo.models import write_demo_classifier
     from virnucpro_assets.storage import EmbeddingTable, Store, write_embeddings, write_table
 
     (workdir / "home").mkdir(parents=True, exist_ok=True)
