@@ -33,11 +33,10 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture
-def hub_dir(tmp_path):
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(previous)
+def hub_dir(tmp_path, monkeypatch):
+    # torch.hub.set_dir would outlive the test: afterwards TORCH_HOME would be ignored in this process.
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    return tmp_path / "hub"
 
 
 @pytest.fixture(scope="module")
