@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro_assets.errors import VirnucproError
+from virnucpro_assets.storage.checksums import sha256_file
 
 DNABERT_REPO = "zhihan1996/DNABERT-S"
 DNABERT_DIR = "DNABERT-S"
@@ -137,7 +138,7 @@ def fetch_dnabert(directory: Path, endpoint: str | None) -> list[Fetched]:
             path = Path(hf_hub_download(DNABERT_REPO, name, local_dir=directory, endpoint=endpoint, etag_timeout=TIMEOUT_S))
         except _hub_unreachable_errors() as error:
             raise VirnucproError(f"{name} of {DNABERT_REPO}: download interrupted ({error}); run fetch-models again") from None
-        sha256 = file_sha256(path)
+        sha256 = sha256_file(path)
         expected = (info.etag or "").strip('"').removeprefix("W/").strip('"')
         actual = sha256 if len(expected) == 64 else git_blob_id(path)
         if actual != expected:
@@ -167,7 +168,7 @@ def download(url: str, destination: Path, git_blob: str | None = None) -> Fetche
     (Content-Length) arrived and, if `git_blob` is given, its git blob id matches. A complete
     `destination` already there is kept (checked again if `git_blob` is given)."""
     if destination.is_file() and (git_blob is None or git_blob_id(destination) == git_blob):
-        return Fetched(destination, file_sha256(destination), "already there, not downloaded again")
+        return Fetched(destination, sha256_file(destination), "already there, not downloaded again")
     temporary = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
     received = 0
     try:
@@ -201,14 +202,6 @@ def download(url: str, destination: Path, git_blob: str | None = None) -> Fetche
         return Fetched(destination, digest.hexdigest(), checked)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_blob_id(path: Path) -> str:

@@ -9,7 +9,6 @@ passed over when other files are registered.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from filelock import FileLock
 
 from virnucpro_assets.errors import ConfigurationError, InputFormatError, VirnucproError
 from virnucpro_assets.sequences.reads import sniff_format
+from virnucpro_assets.storage.checksums import sha256_file
 from virnucpro_assets.storage.store import atomic_path, check_name
 
 _READS_SUFFIXES = re.compile(r"(\.(fastq|fq|fasta|fa|fna|fas|ffn|seq|txt))?(\.(gz|bz2|xz|zst))?$", re.IGNORECASE)
@@ -46,14 +46,6 @@ def sample_name_from_path(path: Path) -> str:
     return name or "sample"
 
 
-def file_checksum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class SampleRegistry:
     def __init__(self, store_root: Path):
         self.directory = Path(store_root) / "_samples"
@@ -67,7 +59,7 @@ class SampleRegistry:
         path = Path(path).expanduser().absolute()
         reads_format, _ = sniff_format(path)
         name = check_name("sample", name if name is not None else sample_name_from_path(path))
-        checksum = file_checksum(path)
+        checksum = sha256_file(path)
         self.directory.mkdir(parents=True, exist_ok=True)
         with FileLock(self.directory / ".lock"):
             current = self.find(name)

@@ -6,11 +6,11 @@ from virnucpro_assets.errors import ConfigurationError, InputFormatError
 from virnucpro_assets.samples import (
     RegistryEntryError,
     SampleRegistry,
-    file_checksum,
     sample_name_from_path,
 )
 from virnucpro_assets.sequences.sharding import split_reads
 from virnucpro_assets.storage import Store
+from virnucpro_assets.storage.checksums import sha256_file
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_concurrent_registrations_of_different_files_both_land(tmp_path):
     paths[1].write_text(">b\nGGCC\n")
     assert _register_concurrently(tmp_path, paths) == [("a.fa", "a", True), ("b.fa", "b", True)]
     registry = SampleRegistry(tmp_path / "store")
-    assert [(s.name, s.sha256) for s in registry.all()] == [("a", file_checksum(paths[0])), ("b", file_checksum(paths[1]))]
+    assert [(s.name, s.sha256) for s in registry.all()] == [("a", sha256_file(paths[0])), ("b", sha256_file(paths[1]))]
     assert sorted(p.name for p in registry.directory.iterdir()) == [".lock", "a.json", "b.json"]
 
 

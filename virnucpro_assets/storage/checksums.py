@@ -9,6 +9,7 @@ boundaries.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import xxhash
@@ -27,3 +28,12 @@ def digest_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 24), b""):
             hasher.update(block)
     return f"{ALGORITHM}:{hasher.hexdigest()}"
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file: what identifies a user's input or a downloaded model."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
