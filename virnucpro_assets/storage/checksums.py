@@ -23,17 +23,16 @@ def digest_bytes(data) -> str:
 
 
 def digest_file(path: Path) -> str:
-    hasher = xxhash.xxh3_128()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            hasher.update(block)
-    return f"{ALGORITHM}:{hasher.hexdigest()}"
+    return f"{ALGORITHM}:{_hash_file(xxhash.xxh3_128(), path)}"
 
 
 def sha256_file(path: Path) -> str:
     """The hex sha256 of a file: what identifies a user's input or a downloaded model."""
-    digest = hashlib.sha256()
+    return _hash_file(hashlib.sha256(), path)
+
+
+def _hash_file(hasher, path: Path) -> str:
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
