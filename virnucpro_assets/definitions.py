@@ -17,8 +17,7 @@ from virnucpro_assets.pipeline.sensors import inbox_sensor, retry_failed_partiti
 from virnucpro_assets.settings import Settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    partitions = Partitions(settings.shards)
+def build_definitions(settings: Settings, partitions: Partitions) -> dg.Definitions:
     return dg.Definitions(
         assets=[*ingest_assets(partitions), *embedding_assets(partitions, settings), *classification_assets(partitions, settings)],
         asset_checks=asset_checks(partitions),
@@ -38,5 +37,5 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 
 settings = Settings.from_environment()
-defs = build_definitions(settings)
 partitions = Partitions(settings.shards)
+defs = build_definitions(settings, partitions)
