@@ -47,6 +47,9 @@ follows_upstream = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
     & ~just_finished
+    # A partition whose run failed is the run retry's (dagster.yaml run_retries) or the user's to
+    # re-run; requesting it here too ran a killed GPU step twice.
+    & ~dg.AutomationCondition.execution_failed()
     & deps_checked
 ).with_label("eager, on checked upstream, from the first tick")
 
