@@ -17,7 +17,9 @@ that has imported the code location, once per variant and repeat, alternating:
 Per step and variant, one JSON line: median wall seconds of the step (`step_s`: the step's own
 STEP_START to STEP_SUCCESS for io_managers, the same work timed in-process for direct) and median
 peak RSS of the process. Then one line of ratios io_managers / direct, and one with the cost of the
-digests: the seconds to hash every file the two steps read and write, as a share of their time.
+digests: the seconds to hash every file the two steps read and write, as a share of their time,
+with the windowed digest the store records (its windows hashed on every core) and, as the baseline
+in the same run, the single-pass digest recorded before.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import emit
+from virnucpro_assets.storage.checksums import ALGORITHM, SINGLE_PASS
 
 SHARD = "000"
 SAMPLE = "bench"
@@ -166,7 +169,7 @@ def in_fresh_process(workdir: Path, variant: str, asset: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def digest_seconds(workdir: Path) -> float:
+def digest_seconds(workdir: Path, algorithm: str) -> float:
     """Hashing every file the two steps read and write, once each as the IO managers do."""
     from virnucpro_assets.storage import Store
     from virnucpro_assets.storage.checksums import digest_file
@@ -183,7 +186,7 @@ def digest_seconds(workdir: Path) -> float:
     ]
     started = time.perf_counter()
     for path in files:
-        digest_file(Path(path))
+        digest_file(Path(path), algorithm)
     return time.perf_counter() - started
 
 
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
             for variant in ("direct", "io_managers"):
                 for asset in ("merged_features", "predictions"):
                     runs.setdefault((asset, variant), []).append(in_fresh_process(workdir, variant, asset))
-        hashing = digest_seconds(workdir)
+        hashing = {algorithm: digest_seconds(workdir, algorithm) for algorithm in (SINGLE_PASS, ALGORITHM)}
     medians = {}
     for (asset, variant), measured in runs.items():
         medians[asset, variant] = {key: statistics.median(m[key] for m in measured) for key in ("step_s", "peak_rss_mib")}
@@ -226,7 +229,15 @@ def main(argv: list[str] | None = None) -> None:
             peak_rss_mib=round(io["peak_rss_mib"] / direct["peak_rss_mib"], 3),
         )
     steps = sum(medians[asset, "io_managers"]["step_s"] for asset in ("merged_features", "predictions"))
-    emit(benchmark="io_managers", measure="digests", digest_s=round(hashing, 3), share_of_both_steps=round(hashing / steps, 4))
+    for algorithm, seconds in hashing.items():
+        emit(
+            benchmark="io_managers",
+            measure="digests",
+            algorithm=algorithm,
+            threads=1 if algorithm == SINGLE_PASS else len(os.sched_getaffinity(0)),
+            digest_s=round(seconds, 3),
+            share_of_both_steps=round(seconds / steps, 4),
+        )
 
 
 if __name__ == "__main__":

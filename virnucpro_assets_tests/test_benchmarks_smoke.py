@@ -96,7 +96,9 @@ def test_io_managers(monkeypatch, capsys, tmp_path):
     assert all(line["pairs"] == 416 and line["step_s"] > 0 and line["peak_rss_mib"] > 0 for line in steps.values())
     ratios = [line for line in lines if line.get("ratio") == "io_managers/direct"]
     assert [line["asset"] for line in ratios] == ["merged_features", "predictions"]
-    assert 0 < lines[-1]["share_of_both_steps"] < 1
+    digests = {line["algorithm"]: line for line in lines if line.get("measure") == "digests"}
+    assert set(digests) == {"xxh3_128", "xxh3_128x64m"}
+    assert all(0 < line["share_of_both_steps"] < 1 for line in digests.values())
     assert list(tmp_path.iterdir()) == []
 
 

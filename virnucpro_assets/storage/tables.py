@@ -37,7 +37,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from virnucpro_assets.errors import CorruptDataError
-from virnucpro_assets.storage.checksums import digest_bytes
+from virnucpro_assets.storage.checksums import algorithm_of, digest_bytes
 
 EMBEDDING_COLUMN = "embedding"
 # File extensions of the two kinds of table in the store.
@@ -104,7 +104,10 @@ def verified_buffer(source: Path | bytes, expected_digest: str | None, name: str
         with pa.memory_map(str(source)) as mapped:
             buffer = mapped.read_buffer()
     if expected_digest is not None:
-        found = digest_bytes(buffer)
+        try:
+            found = digest_bytes(buffer, algorithm_of(expected_digest))
+        except ValueError as error:
+            raise CorruptDataError(f"{name or source}: its recorded digest cannot be checked: {error}") from error
         if found != expected_digest:
             raise CorruptDataError(
                 f"{name or source}: its content ({found}) is not what was written ({expected_digest}): "

@@ -31,7 +31,7 @@ def test_every_materialization_carries_row_count_schema_path_and_digests(pipelin
         extension = "arrow" if asset in ("dnabert_embeddings", "esm2_embeddings", "merged_features") else "parquet"
         path = pipeline.store_root / asset / f"sample={sample}" / f"shard={partition.keys_by_dimension['shard']}.{extension}"
         assert metadata["path"] == str(path) and path.is_file()
-        assert list(metadata["checksums"]) == [path.name] and metadata["checksums"][path.name].startswith("xxh3_128:")
+        assert list(metadata["checksums"]) == [path.name] and metadata["checksums"][path.name].startswith("xxh3_128x64m:")
         assert metadata["dagster/row_count"] == metadata.get("pairs", metadata["dagster/row_count"]) > 0
         assert [column.name for column in metadata["dagster/column_schema"].columns][0] == "pair_id"
     assert materialization(result, "esm2_embeddings")["device"] == "cpu"
