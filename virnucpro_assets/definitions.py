@@ -19,7 +19,7 @@ from virnucpro_assets.settings import Settings
 
 def build_definitions(settings: Settings, partitions: Partitions) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*ingest_assets(partitions), *embedding_assets(partitions, settings), *classification_assets(partitions, settings)],
+        assets=[*ingest_assets(partitions), *embedding_assets(partitions.sample_shard, settings), *classification_assets(partitions, settings)],
         asset_checks=asset_checks(partitions),
         sensors=[
             inbox_sensor(settings.inbox, settings.inbox_follows_links, settings.sensor_interval),
