@@ -89,16 +89,19 @@ def _ambiguous_chunk_ids(ids: Sequence[str], sequences: Sequence[str], chunk_len
     return ambiguous
 
 
-def labelled(table: pa.Table, label: int, source: str, group: str, source_order: int) -> pa.Table:
-    """Training pairs with their class (1 virus, 0 others), GenBank file, group and the file's
-    place in the training set (for the original's row order)."""
+def labelled(table: pa.Table, label: int, source: str, group: str, record_numbers: dict[str, int]) -> pa.Table:
+    """Training pairs with their class (1 virus, 0 others), GenBank file, group, and each pair's
+    place in the training set (`record_number` of its record in the set, `row` within it), which
+    restores the set's order once its shards are put together."""
     rows = table.num_rows
+    numbers = np.array([record_numbers[r] for r in table.column("read_id").to_pylist()], dtype=np.int64)
+    first = np.searchsorted(numbers, numbers, side="left") if rows else numbers
     return (
         table.append_column("label", pa.array(np.full(rows, label, dtype=np.int8)))
         .append_column("source", pa.array([source] * rows, pa.string()))
         .append_column("group", pa.array([group] * rows, pa.string()))
-        .append_column("source_order", pa.array(np.full(rows, source_order, dtype=np.int32)))
-        .append_column("row", pa.array(np.arange(rows, dtype=np.int64)))
+        .append_column("record_number", pa.array(numbers))
+        .append_column("row", pa.array(np.arange(rows, dtype=np.int64) - first))
     )
 
 
