@@ -42,7 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import RandomSampler
 
-from virnucpro_assets.models.classifier.mlp import CLASS_LABELS, HIDDEN_WIDTH, ClassifierWeights
+# The published classifier's widths (virnucpro_assets.models.classifier.mlp, checked equal by the
+# tests); kept here so that this loop imports torch and numpy only and runs on bare GPU machines.
+HIDDEN_WIDTH = 512
+CLASSES = 2
 
 SPLITS = ("pairs", "genome")
 
@@ -75,7 +78,7 @@ class MLP(nn.Module):
         super().__init__()
         self.hidden_layer = nn.Linear(feature_width, HIDDEN_WIDTH)
         self.bn1 = nn.BatchNorm1d(HIDDEN_WIDTH)
-        self.output_layer = nn.Linear(HIDDEN_WIDTH, len(CLASS_LABELS))
+        self.output_layer = nn.Linear(HIDDEN_WIDTH, CLASSES)
         self.dropout = nn.Dropout(0.5)
         nn.init.xavier_uniform_(self.hidden_layer.weight)
         nn.init.xavier_uniform_(self.output_layer.weight)
@@ -83,7 +86,10 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_layer(self.dropout(F.relu(self.bn1(self.hidden_layer(x)))))
 
-    def weights(self) -> ClassifierWeights:
+    def weights(self):
+        """The weights as the classifier package's ClassifierWeights (fp32, CPU)."""
+        from virnucpro_assets.models.classifier.mlp import ClassifierWeights
+
         def cpu(tensor):
             return tensor.detach().to("cpu", torch.float32, copy=True).contiguous()
 
@@ -121,7 +127,7 @@ class Epoch:
 
 @dataclass
 class TrainingResult:
-    weights: ClassifierWeights
+    model: MLP  # the kept weights, on the training device, in eval mode
     epochs: list[Epoch]
     kept_epoch: int
     best_epoch: int
@@ -130,6 +136,11 @@ class TrainingResult:
     test_rows: int
     test_labels: np.ndarray = field(repr=False)
     test_scores: np.ndarray = field(repr=False)  # P(virus) of each test row, from the kept weights
+
+    @property
+    def weights(self):
+        """The kept weights as virnucpro_assets.models.classifier's ClassifierWeights."""
+        return self.model.weights()
 
     def summary(self) -> dict:
         return {
@@ -241,7 +252,7 @@ def train(
         kept = best_epoch
     _, scores = evaluate(model, features, targets, test_index, config.batch_size)
     return TrainingResult(
-        weights=model.weights(),
+        model=model,
         epochs=epochs,
         kept_epoch=kept,
         best_epoch=best_epoch,

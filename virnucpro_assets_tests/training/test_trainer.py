@@ -139,3 +139,10 @@ def test_auroc_counts_ties_half():
     assert auroc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
     assert auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
     assert math.isnan(auroc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+def test_the_loop_builds_the_published_classifier_shape():
+    from virnucpro_assets.models.classifier import mlp
+    from virnucpro_assets.training import trainer
+
+    assert (trainer.HIDDEN_WIDTH, trainer.CLASSES) == (mlp.HIDDEN_WIDTH, len(mlp.CLASS_LABELS))
