@@ -11,7 +11,7 @@
 | VIRNUCPRO_VIRUS_THRESHOLD | 0.5 | per_read.tsv calls a read `virus` when its highest score2 is at least this (0 to 1) |
 | VIRNUCPRO_DNABERT_MODEL | zhihan1996/DNABERT-S | Hugging Face repo id or local directory |
 | VIRNUCPRO_ESM2_MODEL | esm2_t36_3B_UR50D | fair-esm model name or checkpoint file |
-| VIRNUCPRO_CLASSIFIER | (none) | classifier file: 300_model.pth / 500_model.pth or native .safetensors, or `trained:<set>-<chunk length>` for the `classifier` asset's partition in the store |
+| VIRNUCPRO_CLASSIFIER | (none) | 300_model.pth / 500_model.pth, native .safetensors, or trained:<set>-<length> |
 | VIRNUCPRO_TRAINING_BLOCK_SIZE | 10000 | pairs per block in the training class sampling (features_extract.py's 10,000) |
 | VIRNUCPRO_MIN_TEST_AUROC | 0.9 | the floor of the trained classifier's test-AUROC check |
 | VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
@@ -170,7 +170,9 @@ def resolve_classifier(source: str, store: str) -> str:
 
     partition = source.removeprefix(TRAINED_PREFIX)
     if is_url_store(store):
-        raise ConfigurationError(f"VIRNUCPRO_CLASSIFIER={source!r} needs a file-system store; copy the classifier out of {store} and give its path")
+        raise ConfigurationError(
+            f"VIRNUCPRO_CLASSIFIER={source!r} needs a file-system store; copy the classifier out of {store} and give its path"
+        )
     return str(Store(store).sample_dir("classifier", partition) / "classifier.safetensors")
 
 

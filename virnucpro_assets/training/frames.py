@@ -53,10 +53,7 @@ def training_frames(records: Sequence[GenomeRecord], chunk_length: int) -> tuple
     read_ids = frames.column("read_id").to_pylist()
     proteins = frames.column("protein").to_pylist()
     keep = np.fromiter(
-        (
-            chunk not in ambiguous and protein in references[record]
-            for chunk, record, protein in zip(chunk_ids, read_ids, proteins)
-        ),
+        (chunk not in ambiguous and protein in references[record] for chunk, record, protein in zip(chunk_ids, read_ids, proteins)),
         dtype=bool,
         count=frames.num_rows,
     )

@@ -25,8 +25,8 @@ class GenomeRecord:
     cds_proteins: tuple[str, ...]
 
 
-def _open(path: Path):
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+def _open(path: Path, mode: str = "rt"):
+    return gzip.open(path, mode) if path.suffix == ".gz" else open(path, mode)
 
 
 def read_genbank(path: str | Path) -> list[GenomeRecord]:
@@ -86,6 +86,5 @@ def write_genbank(records: Iterable[tuple[str, str, list[CdsFeature], str]], pat
             for f in features
         ]
         built.append(record)
-    opener = gzip.open(path, "wt") if path.suffix == ".gz" else open(path, "w")
-    with opener as handle:
+    with _open(path, "wt") as handle:
         SeqIO.write(built, handle, "genbank")

@@ -235,10 +235,8 @@ def train(
 
         if best_state is None or metrics.loss < best_loss:
             best_loss, best_epoch, waited = metrics.loss, number, 0
-            if config.restore_best:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                best_state = {}
+            # train.py's "best weights" alias the live tensors; a copy only when the best is restored.
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if config.restore_best else {}
         else:
             waited += 1
             if waited >= config.patience:

@@ -145,4 +145,4 @@ def test_the_loop_builds_the_published_classifier_shape():
     from virnucpro_assets.models.classifier import mlp
     from virnucpro_assets.training import trainer
 
-    assert (trainer.HIDDEN_WIDTH, trainer.CLASSES) == (mlp.HIDDEN_WIDTH, len(mlp.CLASS_LABELS))
+    assert (mlp.HIDDEN_WIDTH, len(mlp.CLASS_LABELS)) == (trainer.HIDDEN_WIDTH, trainer.CLASSES)

@@ -41,7 +41,12 @@ def test_training_set_to_classifier(tmp_path, demo_models):  # noqa: F811
 
     def materialize(selection, partition, **run_config):
         return dg.materialize(
-            [*defs.assets, *defs.asset_checks], instance=instance, resources=resources, selection=selection, partition_key=partition, **run_config
+            [*defs.assets, *defs.asset_checks],
+            instance=instance,
+            resources=resources,
+            selection=selection,
+            partition_key=partition,
+            **run_config,
         )
 
     for shard in partitions.shard_keys:

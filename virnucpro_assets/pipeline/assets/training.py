@@ -137,7 +137,9 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
         pairs = pa.concat_tables([training_pairs[shard] for shard in partitions.shard_keys])
         for shard in partitions.shard_keys:
             if features[shard].pair_ids.to_pylist() != training_pairs[shard].column("pair_id").to_pylist():
-                raise dg.Failure(f"{PREFIX}merged_features of {context.partition_key}|{shard} do not match training_pairs: re-materialize it")
+                raise dg.Failure(
+                    f"{PREFIX}merged_features of {context.partition_key}|{shard} do not match training_pairs: re-materialize it"
+                )
         vectors = np.concatenate([np.asarray(features[shard].vectors) for shard in partitions.shard_keys])
         order = np.lexsort((pairs.column("row").to_numpy(), pairs.column("record_number").to_numpy()))
         column = {name: pairs.column(name).to_numpy(zero_copy_only=False)[order] for name in ("label", "source", "group", "read_id")}
@@ -150,7 +152,9 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
         rows = order[sampled.rows]
         labels = column["label"][sampled.rows].astype(np.int64)
         genomes = np.char.add(np.char.add(column["source"][sampled.rows].astype(str), "/"), column["read_id"][sampled.rows].astype(str))
-        recipe = TrainingConfig(split=config.split, max_epochs=config.max_epochs, restore_best=config.restore_best, torch_seed=config.torch_seed)
+        recipe = TrainingConfig(
+            split=config.split, max_epochs=config.max_epochs, restore_best=config.restore_best, torch_seed=config.torch_seed
+        )
         with gpu.lease(context) as device:
             result = train(
                 vectors[rows],
@@ -176,13 +180,19 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
                 "device": device.name,
                 "split": recipe.split,
                 **{
-                    f"{name}_plot": dg.MetadataValue.md(f"![{name}](data:image/png;base64,{base64.b64encode(files[f'{name}.png']).decode()})")
+                    f"{name}_plot": dg.MetadataValue.md(
+                        f"![{name}](data:image/png;base64,{base64.b64encode(files[f'{name}.png']).decode()})"
+                    )
                     for name in ("epochs", "confusion", "roc")
                 },
             },
         )
 
-    @dg.asset_check(asset=classifier, partitions_def=partitions.training_sets, description="The kept epoch's test AUROC is at least training.min_test_auroc.")
+    @dg.asset_check(
+        asset=classifier,
+        partitions_def=partitions.training_sets,
+        description="The kept epoch's test AUROC is at least training.min_test_auroc.",
+    )
     def test_auroc_above_floor(context: dg.AssetCheckExecutionContext, training: TrainingSettings) -> dg.AssetCheckResult:
         recorded = recorded_metadata(context, "classifier")
         value = recorded.get("test_auroc")
@@ -193,7 +203,9 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
 
     return [
         training_pairs,
-        *embedding_assets(partitions.training_shard, settings, prefix=PREFIX, pairs="training_pairs", group_name="training", of_what="training pair"),
+        *embedding_assets(
+            partitions.training_shard, settings, prefix=PREFIX, pairs="training_pairs", group_name="training", of_what="training pair"
+        ),
         merged_features_asset(partitions.training_shard, prefix=PREFIX, pairs="training_pairs", group_name="training"),
         classifier,
     ], [test_auroc_above_floor]
@@ -202,7 +214,12 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
 def _classifier_files(result, chunk_length: int, partition: str, sampled, recipe: TrainingConfig) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / CLASSIFIER_FILE
-        write_native(result.weights, chunk_length, path, f"trained on training set {partition} with train.py's recipe (kept epoch {result.kept_epoch})")
+        write_native(
+            result.weights,
+            chunk_length,
+            path,
+            f"trained on training set {partition} with train.py's recipe (kept epoch {result.kept_epoch})",
+        )
         files = {name: (Path(directory) / name).read_bytes() for name in (CLASSIFIER_FILE, "classifier.json")}
         digest = hash_files([path, path.with_suffix(".json")])
     metrics = {
@@ -210,7 +227,13 @@ def _classifier_files(result, chunk_length: int, partition: str, sampled, recipe
         "recipe": recipe.__dict__,
         "sampling": {"viral_blocks": sampled.viral_blocks, "other_blocks": sampled.other_blocks, "by_group": sampled.blocks_by_group},
         "epochs": [
-            {"epoch": e.epoch, "train_loss": e.train_loss, "learning_rate": e.learning_rate, "seconds": e.seconds, **{f"test_{k}": v for k, v in e.test.__dict__.items()}}
+            {
+                "epoch": e.epoch,
+                "train_loss": e.train_loss,
+                "learning_rate": e.learning_rate,
+                "seconds": e.seconds,
+                **{f"test_{k}": v for k, v in e.test.__dict__.items()},
+            }
             for e in result.epochs
         ],
     }
