@@ -6,6 +6,8 @@
   add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
   materialize SAMPLE              materialize every asset of one sample, in this process
   remove-sample NAME [--yes]      delete a sample's files, registry entry and partition
+  add-training-genomes FILE.gbff[.gz] --label viral|other [--set NAME]
+                                  add GenBank genomes to a training set (a dynamic partition per chunk length)
   demo                            the offline demo: bundled reads, tiny models, whole graph
   devices                         each GPU device, and which step holds it now
   compare-precision INPUT         half precision against fp32 on your own models and sequences
@@ -22,6 +24,7 @@ from virnucpro_assets.errors import VirnucproError
 from virnucpro_assets.models import precision
 from virnucpro_assets.operations import (
     add_sample,
+    add_training_genomes,
     init_instance,
     materialize_sample,
     prepare_instance_home,
@@ -60,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     remove = commands.add_parser("remove-sample", help="delete a sample's files from the store, its registry entry and its partition")
     remove.add_argument("name")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    genomes = commands.add_parser("add-training-genomes", help="add a GenBank file (plain or .gz) to a training set")
+    genomes.add_argument("path", type=Path)
+    genomes.add_argument("--label", required=True, choices=["viral", "other"])
+    genomes.add_argument("--set", dest="training_set", default="default", help="training set name (default: default)")
+    genomes.add_argument("--group", help="group sampled evenly within the other class, like the original's kingdoms (default: the label)")
+    genomes.add_argument("--chunk-length", type=int, help="300 or 500 (default: VIRNUCPRO_CHUNK_LENGTH)")
     demo = commands.add_parser("demo", help="run the offline demo sample end to end")
     demo.add_argument("--home", type=Path, default=DEMO_HOME, help="where the demo instance, store and models live")
     commands.add_parser("devices", help="show each GPU device and which step holds it now")
@@ -79,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
             print(sample.name)
             if not created:
                 print(f"(already registered: {sample.path})", file=sys.stderr)
+        elif args.command == "add-training-genomes":
+            entry, created, partition = add_training_genomes(args.path, args.label, args.training_set, args.group, args.chunk_length)
+            print(f"{entry.name}: {entry.records} records, {entry.label} ({entry.group}) in training set partition {partition}")
+            if not created:
+                print(f"(already in the set: {entry.path})", file=sys.stderr)
         elif args.command == "materialize":
             require_dagster_home()
             require_configured_models()

@@ -7,6 +7,7 @@ import dagster as dg
 from virnucpro_assets.pipeline.assets.classify import classification_assets
 from virnucpro_assets.pipeline.assets.embeddings import embedding_assets
 from virnucpro_assets.pipeline.assets.ingest import ingest_assets
+from virnucpro_assets.pipeline.assets.training import TrainingSettings, training_assets
 from virnucpro_assets.pipeline.automation import automation_sensor
 from virnucpro_assets.pipeline.checks import asset_checks
 from virnucpro_assets.pipeline.coordination import release_abandoned_gpu_slots
@@ -18,16 +19,25 @@ from virnucpro_assets.settings import Settings
 
 
 def build_definitions(settings: Settings, partitions: Partitions) -> dg.Definitions:
+    training, training_checks = training_assets(partitions, settings)
     return dg.Definitions(
-        assets=[*ingest_assets(partitions), *embedding_assets(partitions, settings), *classification_assets(partitions, settings)],
-        asset_checks=asset_checks(partitions),
+        assets=[
+            *ingest_assets(partitions),
+            *embedding_assets(partitions.sample_shard, settings),
+            *classification_assets(partitions, settings),
+            *training,
+        ],
+        asset_checks=[*asset_checks(partitions), *training_checks],
         sensors=[
             inbox_sensor(settings.inbox, settings.inbox_follows_links, settings.sensor_interval),
             automation_sensor(settings.sensor_interval),
             release_abandoned_gpu_slots,
         ],
         schedules=[retry_failed_partitions],
-        resources=deployment_resources(settings),
+        resources={
+            **deployment_resources(settings),
+            "training": TrainingSettings(block_size=settings.training_block_size, min_test_auroc=settings.min_test_auroc),
+        },
         jobs=[shard_pipeline],
         # Parallelism comes from runs (one per partition, GPU steps spread over devices by the pool),
         # not from steps inside a run: a process per step would cost seconds of start-up each and

@@ -59,6 +59,27 @@ def add_sample(path: Path, name: str | None = None):
     return sample, created
 
 
+def add_training_genomes(path: Path, label: str, training_set: str, group: str | None = None, chunk_length: int | None = None):
+    """Add a GenBank file to a training set and make sure the set's partition for the chunk
+    length (the deployment's unless given) exists. Returns (entry, created, partition)."""
+    import dagster as dg
+
+    from virnucpro_assets.pipeline.partitions import TRAINING_SETS
+    from virnucpro_assets.pipeline.resources import registry_root
+    from virnucpro_assets.settings import Settings, check_chunk_length
+    from virnucpro_assets.training.registry import TrainingRegistry, training_partition
+
+    require_dagster_home()
+    settings = Settings.from_environment()
+    length = check_chunk_length(chunk_length or settings.chunk_length, "--chunk-length")
+    entry, created = TrainingRegistry(registry_root(settings)).add(training_set, path, label, group)
+    partition = training_partition(training_set, length)
+    instance = dg.DagsterInstance.get()
+    if not instance.has_dynamic_partition(TRAINING_SETS, partition):
+        instance.add_dynamic_partitions(TRAINING_SETS, [partition])
+    return entry, created, partition
+
+
 class StepFailedError(VirnucproError):
     """A step of a run failed: its user-facing message, without Dagster's wrapping and traceback."""
 

@@ -11,7 +11,9 @@
 | VIRNUCPRO_VIRUS_THRESHOLD | 0.5 | per_read.tsv calls a read `virus` when its highest score2 is at least this (0 to 1) |
 | VIRNUCPRO_DNABERT_MODEL | zhihan1996/DNABERT-S | Hugging Face repo id or local directory |
 | VIRNUCPRO_ESM2_MODEL | esm2_t36_3B_UR50D | fair-esm model name or checkpoint file |
-| VIRNUCPRO_CLASSIFIER | (none) | classifier file: 300_model.pth / 500_model.pth or native .safetensors |
+| VIRNUCPRO_CLASSIFIER | (none) | 300_model.pth / 500_model.pth, native .safetensors, or trained:<set>-<length> |
+| VIRNUCPRO_TRAINING_BLOCK_SIZE | 10000 | pairs per block in the training class sampling (features_extract.py's 10,000) |
+| VIRNUCPRO_MIN_TEST_AUROC | 0.9 | the floor of the trained classifier's test-AUROC check |
 | VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
 | VIRNUCPRO_INBOX_FOLLOW_LINKS | 0 | 1: the inbox also takes symbolic links to files outside it (by default they are ignored) |
 | VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
@@ -54,22 +56,27 @@ class Settings:
     inbox: Path
     inbox_follows_links: bool
     virus_threshold: float = DEFAULT_VIRUS_THRESHOLD
+    training_block_size: int = 10_000
+    min_test_auroc: float = 0.9
 
     @classmethod
     def from_environment(cls) -> Settings:
+        store = store_root()
         return cls(
-            store=store_root(),
+            store=store,
             shards=shard_count(),
             chunk_length=chunk_length(),
             sensor_interval=sensor_interval(),
             dnabert_model=model_source("VIRNUCPRO_DNABERT_MODEL", DEFAULT_DNABERT_MODEL),
             esm2_model=model_source("VIRNUCPRO_ESM2_MODEL", DEFAULT_ESM2_MODEL),
-            classifier=model_source("VIRNUCPRO_CLASSIFIER", ""),
+            classifier=resolve_classifier(model_source("VIRNUCPRO_CLASSIFIER", ""), store),
             precision=model_source("VIRNUCPRO_PRECISION", "auto"),
             compile=model_source("VIRNUCPRO_COMPILE", "esm2"),
             inbox=inbox_dir(),
             inbox_follows_links=inbox_follows_links(),
             virus_threshold=virus_threshold(),
+            training_block_size=_whole_number("VIRNUCPRO_TRAINING_BLOCK_SIZE", 10_000),
+            min_test_auroc=_fraction("VIRNUCPRO_MIN_TEST_AUROC", 0.9),
         )
 
 
@@ -149,3 +156,43 @@ def check_virus_threshold(value: float | str, source: str) -> float:
 
 def model_source(variable: str, default: str) -> str:
     return os.environ.get(variable) or default
+
+
+TRAINED_PREFIX = "trained:"
+
+
+def resolve_classifier(source: str, store: str) -> str:
+    """`trained:<set>-<chunk length>` names the `classifier` asset's partition in a file-system
+    store: its classifier.safetensors; anything else is a path kept as written."""
+    if not source.startswith(TRAINED_PREFIX):
+        return source
+    from virnucpro_assets.storage import Store
+
+    partition = source.removeprefix(TRAINED_PREFIX)
+    if is_url_store(store):
+        raise ConfigurationError(
+            f"VIRNUCPRO_CLASSIFIER={source!r} needs a file-system store; copy the classifier out of {store} and give its path"
+        )
+    return str(Store(store).sample_dir("classifier", partition) / "classifier.safetensors")
+
+
+def is_url_store(store: str) -> bool:
+    return "://" in store
+
+
+def _whole_number(variable: str, default: int) -> int:
+    value = os.environ.get(variable, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(f"{variable}={value!r}: give a whole number, at least 1")
+    return int(value)
+
+
+def _fraction(variable: str, default: float) -> float:
+    value = os.environ.get(variable, str(default))
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number <= 1.0:
+        raise ConfigurationError(f"{variable}={value!r}: give a number from 0 to 1")
+    return number

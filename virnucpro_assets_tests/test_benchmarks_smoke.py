@@ -141,3 +141,10 @@ def test_compiler_warm_up(monkeypatch, capsys):
     assert [(s["cache_filling"], s["warm_up"]) for s in steps] == [(True, False), (False, False), (False, True)]
     assert all(s["load_s"] > 0 and s["second_embed_s"] > 0 for s in steps)
     assert summary["median_load_s_without"] == steps[1]["load_s"] and summary["median_load_s_with"] == steps[2]["load_s"]
+
+
+def test_train_classifier(monkeypatch, capsys):
+    from benchmarks import train_classifier
+
+    lines = run(train_classifier, monkeypatch, capsys, "--rows", 300, "--width", 16, "--max-epochs", 2, "--devices", "cpu")
+    assert lines[0]["device"] == "cpu" and lines[0]["epochs"] == 2 and lines[0]["epochs_per_s"] > 0

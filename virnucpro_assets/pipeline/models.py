@@ -8,11 +8,17 @@ import dagster as dg
 
 from virnucpro_assets import settings
 from virnucpro_assets.errors import ConfigurationError, ModelNotFoundError
-from virnucpro_assets.models.identity import fingerprint
+from virnucpro_assets.models.identity import fingerprint, hash_files
 
 PRECISIONS = {"auto", "fp32", "fp16", "bf16"}
 # The assets that load each model: a run's preflight checks the models its assets need.
-MODEL_OF_ASSET = {"dnabert_embeddings": "dnabert", "esm2_embeddings": "esm2", "predictions": "classifier"}
+MODEL_OF_ASSET = {
+    "dnabert_embeddings": "dnabert",
+    "esm2_embeddings": "esm2",
+    "predictions": "classifier",
+    "training_dnabert_embeddings": "dnabert",
+    "training_esm2_embeddings": "esm2",
+}
 COMPILABLE = ("dnabert", "esm2")  # the ModelsResource fields naming the embedding models
 
 
@@ -128,4 +134,13 @@ def esm2_version(source: str) -> str:
 
 
 def classifier_version(source: str) -> str:
-    return fingerprint(source, [Path(source).expanduser()]) if source else "none"
+    """The classifier's name and weight hash (sha256 of its files, cached by size and mtime: they
+    are a few MB), so predictions made with another classifier, a retrained one included, show
+    as stale."""
+    if not source:
+        return "none"
+    path = Path(source).expanduser()
+    files = [path.with_suffix(".safetensors"), path.with_suffix(".json")] if path.suffix in (".safetensors", ".json") else [path]
+    if all(file.is_file() for file in files):
+        return f"{path.name}@{hash_files(files)[:16]}"
+    return fingerprint(source, [path])

@@ -1,4 +1,6 @@
-"""Samples are dynamic partitions; each sample's reads are spread over K static shards."""
+"""Samples are dynamic partitions; each sample's reads are spread over K static shards. Training
+sets (one dynamic partition per set and chunk length, `<set>-<chunk length>`) are spread over the
+same K shards, record by record."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import dagster as dg
 
 SAMPLES = "samples"
 
+TRAINING_SETS = "training_sets"
+
 samples_partitions = dg.DynamicPartitionsDefinition(name=SAMPLES)
+training_sets_partitions = dg.DynamicPartitionsDefinition(name=TRAINING_SETS)
 
 
 def shard_keys(count: int) -> list[str]:
@@ -24,6 +29,10 @@ class Partitions:
     shard_keys: list[str] = field(init=False)
     samples: dg.DynamicPartitionsDefinition = field(init=False, default=samples_partitions)
     sample_shard: dg.MultiPartitionsDefinition = field(init=False)
+    training_sets: dg.DynamicPartitionsDefinition = field(init=False, default=training_sets_partitions)
+    # "set" sorts before "shard" too, so keys read "<set>-<chunk length>|<shard>" and the IO
+    # managers lay them out as they do samples.
+    training_shard: dg.MultiPartitionsDefinition = field(init=False)
 
     def __post_init__(self):
         keys = shard_keys(self.shards)
@@ -31,6 +40,9 @@ class Partitions:
         # Dimension names sort as sample < shard, so partition keys read "<sample>|<shard>".
         object.__setattr__(
             self, "sample_shard", dg.MultiPartitionsDefinition({"sample": samples_partitions, "shard": dg.StaticPartitionsDefinition(keys)})
+        )
+        object.__setattr__(
+            self, "training_shard", dg.MultiPartitionsDefinition({"set": training_sets_partitions, "shard": dg.StaticPartitionsDefinition(keys)})
         )
 
     def shard_partitions(self, sample: str) -> list[dg.MultiPartitionKey]:
@@ -41,6 +53,7 @@ class Partitions:
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
     by_sample = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="sample")
+    by_training_set = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="set")
 
 
 def sample_and_shard(partition_key: str) -> tuple[str, str]:

@@ -22,13 +22,22 @@ from virnucpro_assets.storage import EMBEDDING_EXTENSION, EmbeddingTable
 PREDICTION_COLUMNS = ["pair_id", "read_id", "chunk_id", "prediction", "score1", "score2"]
 
 
-def classification_assets(partitions: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
+def merged_features_asset(
+    partitions_def: dg.MultiPartitionsDefinition, prefix: str = "", pairs: str = "translated_proteins", group_name: str = "classification"
+) -> dg.AssetsDefinition:
+    """`<prefix>merged_features`: the `pairs` asset's pairs with their two `<prefix>` embeddings."""
+
     @dg.asset(
-        partitions_def=partitions.sample_shard,
-        ins={"translated_proteins": dg.AssetIn(metadata={"columns": ["pair_id"]})},
+        name=f"{prefix}merged_features",
+        partitions_def=partitions_def,
+        ins={
+            "translated_proteins": dg.AssetIn(key=pairs, metadata={"columns": ["pair_id"]}),
+            "dnabert_embeddings": dg.AssetIn(key=f"{prefix}dnabert_embeddings"),
+            "esm2_embeddings": dg.AssetIn(key=f"{prefix}esm2_embeddings"),
+        },
         io_manager_key="tensor_io_manager",
         automation_condition=follows_upstream,
-        group_name="classification",
+        group_name=group_name,
         kinds={EMBEDDING_EXTENSION},
         # The tensor store's format: a store written in another one shows these partitions as changed.
         code_version=f"store={EMBEDDING_EXTENSION}",
@@ -39,6 +48,12 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
     ) -> EmbeddingTable:
         pair_ids = translated_proteins.column("pair_id").combine_chunks()
         return EmbeddingTable(pair_ids, merge_features(pair_ids, dnabert_embeddings, esm2_embeddings))
+
+    return merged_features
+
+
+def classification_assets(partitions: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
+    merged_features = merged_features_asset(partitions.sample_shard)
 
     @dg.asset(
         partitions_def=partitions.sample_shard,

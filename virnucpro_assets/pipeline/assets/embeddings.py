@@ -10,25 +10,35 @@ from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, esm2_version
-from virnucpro_assets.pipeline.partitions import Partitions
 from virnucpro_assets.settings import Settings
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, EmbeddingTable
 
 
-def embedding_asset(partitions: Partitions, name: str, *, column: str, source: str, embedder, code_version: str, description: str):
-    """A GPU step per sample × shard that embeds translated_proteins' `column` with `embedder` (a
-    class with `from_source`) loading the model named by the ModelsResource field `source`. Its
-    output is written by the IO manager from this step's own process. `code_version` (the
-    model's) is extended with the tensor store's format."""
+def embedding_asset(
+    partitions_def: dg.MultiPartitionsDefinition,
+    name: str,
+    *,
+    column: str,
+    source: str,
+    embedder,
+    code_version: str,
+    description: str,
+    pairs: str = "translated_proteins",
+    group_name: str = "embeddings",
+):
+    """A GPU step per partition (sample × shard, or training set × shard) that embeds the `pairs`
+    asset's `column` with `embedder` (a class with `from_source`) loading the model named by the
+    ModelsResource field `source`. Its output is written by the IO manager from this step's own
+    process. `code_version` (the model's) is extended with the tensor store's format."""
 
     @dg.asset(
         name=name,
-        partitions_def=partitions.sample_shard,
-        ins={"translated_proteins": dg.AssetIn(metadata={"columns": ["pair_id", column]})},
+        partitions_def=partitions_def,
+        ins={"translated_proteins": dg.AssetIn(key=pairs, metadata={"columns": ["pair_id", column]})},
         io_manager_key="tensor_io_manager",
         automation_condition=follows_upstream,
         pool=GPU_POOL,
-        group_name="embeddings",
+        group_name=group_name,
         kinds={"pytorch", EMBEDDING_EXTENSION},
         code_version=f"{code_version}|store={EMBEDDING_EXTENSION}",
         description=description,
@@ -95,29 +105,42 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
-def embedding_assets(partitions: Partitions, settings: Settings) -> list[dg.AssetsDefinition]:
+def embedding_assets(
+    partitions_def: dg.MultiPartitionsDefinition,
+    settings: Settings,
+    *,
+    prefix: str = "",
+    pairs: str = "translated_proteins",
+    group_name: str = "embeddings",
+    of_what: str = "kept frame",
+) -> list[dg.AssetsDefinition]:
+    """The DNABERT-S and ESM-2 assets over `pairs` (`<prefix>dnabert_embeddings`, ...)."""
     return [
         embedding_asset(
-            partitions,
-            "dnabert_embeddings",
+            partitions_def,
+            f"{prefix}dnabert_embeddings",
             column="nucleotide",
             source="dnabert",
             embedder=DnabertEmbedder,
             code_version=dnabert_version(settings.dnabert_model),
+            pairs=pairs,
+            group_name=group_name,
             description=(
-                "DNABERT-S embedding of each kept frame's nucleotide string: the mean of the last hidden "
+                f"DNABERT-S embedding of each {of_what}'s nucleotide string: the mean of the last hidden "
                 "layer over all tokens, 768 floats per pair (GPU step)."
             ),
         ),
         embedding_asset(
-            partitions,
-            "esm2_embeddings",
+            partitions_def,
+            f"{prefix}esm2_embeddings",
             column="protein",
             source="esm2",
             embedder=Esm2Embedder,
             code_version=esm2_version(settings.esm2_model),
+            pairs=pairs,
+            group_name=group_name,
             description=(
-                "ESM-2 embedding of each kept frame's protein: the mean of the last layer over the residues, "
+                f"ESM-2 embedding of each {of_what}'s protein: the mean of the last layer over the residues, "
                 "2560 floats per pair for ESM-2 3B (GPU step)."
             ),
         ),
