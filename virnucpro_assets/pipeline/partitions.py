@@ -41,9 +41,8 @@ class Partitions:
         object.__setattr__(
             self, "sample_shard", dg.MultiPartitionsDefinition({"sample": samples_partitions, "shard": dg.StaticPartitionsDefinition(keys)})
         )
-        object.__setattr__(
-            self, "training_shard", dg.MultiPartitionsDefinition({"set": training_sets_partitions, "shard": dg.StaticPartitionsDefinition(keys)})
-        )
+        training_shard = dg.MultiPartitionsDefinition({"set": training_sets_partitions, "shard": dg.StaticPartitionsDefinition(keys)})
+        object.__setattr__(self, "training_shard", training_shard)
 
     def shard_partitions(self, sample: str) -> list[dg.MultiPartitionKey]:
         return [dg.MultiPartitionKey({"sample": sample, "shard": shard}) for shard in self.shard_keys]
