@@ -13,6 +13,10 @@ and 500-bp chunks). One JSON line per variant:
   .cpu() per sequence, as the original does; timed on its first --original-sequences sequences.
 - `project fp32`: DnabertEmbedder in fp32, the reference for agreement.
 - `project fp16` at each token budget, `project bf16`, and with --compiled `project fp16 compiled`.
+- `tokenization only`: the embedder's tokenizing of all the inputs, which runs beside the device
+  work; its rate bounds the embedder's.
+
+With --profile, the last variant's top kernels by device time (`benchmarks.gpu_common.top_kernels`).
 
 Fields as in benchmarks/esm2_throughput.py; work per token is 2 x the 16 C^2 weights of a layer
 (q/k/v, output, gated MLP in and out) plus 4 C n for attention over n tokens.
@@ -37,6 +41,7 @@ from benchmarks.gpu_common import (
     seconds,
     throughput_arguments,
     tokenizer_training_text,
+    top_kernels,
 )
 from virnucpro_assets.demo.models import write_tiny_dnabert
 from virnucpro_assets.demo.reads import load_genomes
@@ -107,6 +112,10 @@ def main() -> None:
                 record(name, elapsed, lengths.sum(), len(sequences),
                        ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),
                        warmup_s=round(warmup, 2), vs_fp32=agreement(result.vectors, fp32_vectors) if args.fidelity else None)
+            tokenize_seconds, _ = median_seconds(lambda: project.tokenized(sequences), device, args.repeats)
+            record("tokenization only", tokenize_seconds, lengths.sum(), len(sequences))
+            if args.profile:
+                emit(**common, variant=f"profile of {name}", **top_kernels(lambda: project.embed(sequences, token_budget=budget), device))
 
 
 def original_loop(model, embedder: DnabertEmbedder, sequences: list[str], device: torch.device) -> np.ndarray:

@@ -18,7 +18,8 @@ genomes, and the script prints one JSON line per variant:
 Each line gives tokens/s (BOS/EOS counted, padding not), sequences/s, TFLOP/s of useful work (2 x
 weights per token plus attention), the fraction of a bf16 matrix-product peak measured at the start
 of the same run, the ratio to the original loop, and the min/mean cosine and max abs difference of
-every protein's vector against the fp32 run. Timings are a second pass after a warm-up pass.
+every protein's vector against the fp32 run. Timings are a second pass after a warm-up pass. With
+--profile, the last variant's top kernels by device time (`benchmarks.gpu_common.top_kernels`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ import numpy as np
 import torch
 
 from benchmarks.common import emit
-from benchmarks.gpu_common import PRECISIONS, agreement, kept_pairs, measure_peak, median_seconds, seconds, throughput_arguments
+from benchmarks.gpu_common import (
+    PRECISIONS,
+    agreement,
+    kept_pairs,
+    measure_peak,
+    median_seconds,
+    seconds,
+    throughput_arguments,
+    top_kernels,
+)
 from virnucpro_assets.demo.models import random_esm2
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.models.identity import ModelIdentity
@@ -96,6 +106,8 @@ def main() -> None:
             record(name, elapsed, lengths.sum(), len(proteins),
                    ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),
                    warmup_s=round(warmup, 2), vs_fp32=agreement(result.vectors, fp32_vectors) if args.fidelity else None)
+        if args.profile:
+            emit(**common, variant=f"profile of {name}", **top_kernels(lambda: project.embed(proteins, token_budget=budget), device))
     if device.type == "cuda":
         emit(benchmark="esm2_throughput", peak_memory_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 1))
 

@@ -37,6 +37,7 @@ def throughput_arguments(parser: argparse.ArgumentParser, reads: int, budgets: l
     parser.add_argument("--matmul-size", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (the median is reported)")
     parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
+    parser.add_argument("--profile", action="store_true", help="also print the top kernels of the last variant's run")
 
 
 def measure_peak(args: argparse.Namespace) -> tuple[torch.device, float]:
@@ -97,6 +98,25 @@ def matmul_peak_tflops(device: torch.device, size: int = 8192, repeats: int = 20
         elapsed, _ = seconds(lambda: a @ b, device)
         times.append(elapsed)
     return 2 * size**3 / statistics.median(times) / 1e12
+
+
+def top_kernels(work: Callable[[], object], device: torch.device, count: int = 12) -> dict:
+    """The kernels of one run of `work` by device time (torch.profiler): [name, ms, share] each, and
+    the wall time of that run against the sum of its kernels' times (what the device idled)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CUDA] if device.type == "cuda" else [ProfilerActivity.CPU]
+    with profile(activities=activities) as profiler:
+        wall, _ = seconds(work, device)
+    kind = "CUDA" if device.type == "cuda" else "CPU"
+    events = [event for event in profiler.key_averages() if event.device_type.name == kind]
+    busy = sum(event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total for event in events) / 1e6
+    ranked = sorted(events, key=lambda event: -(event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total))
+    rows = []
+    for event in ranked[:count]:
+        spent = (event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total) / 1e6
+        rows.append([event.key[:100], round(spent * 1e3, 2), round(spent / max(busy, 1e-12), 3)])
+    return {"wall_s": round(wall, 3), "kernels_s": round(busy, 3), "top": rows}
 
 
 def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:

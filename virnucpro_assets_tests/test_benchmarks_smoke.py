@@ -65,12 +65,15 @@ def test_dnabert_throughput(monkeypatch, capsys):
     lines = run(
         dnabert_throughput, monkeypatch, capsys, "--device", "cpu", "--hidden", 16, "--layers", 1, "--heads", 2,
         "--vocab", 64, "--reads", 30, "--read-lengths", 150, "--budgets", 1024, "--original-sequences", 3,
-        "--matmul-size", 64, "--no-bf16",
+        "--matmul-size", 64, "--no-bf16", "--profile",
     )
     variants = by_variant(lines)
     assert variants["project fp32 (single pass)"]["original_vs_project_fp32"]["min_cosine"] >= 0.9999
     half = variants["project fp16 budget 1024"]
     assert half["vs_fp32"]["finite"] and half["vs_fp32"]["min_cosine"] >= 0.999
+    assert variants["tokenization only"]["tokens"] == half["tokens"]
+    profile = variants["profile of project fp16 budget 1024"]
+    assert profile["top"] and profile["kernels_s"] > 0 and all(0 < share <= 1 for _, _, share in profile["top"])
 
 
 def test_pipeline(monkeypatch, capsys, tmp_path):

@@ -142,6 +142,20 @@ def test_alibi_slopes(expected):
     assert alibi_slopes(8) == [2.0**-k for k in range(1, 9)]
 
 
+@pytest.mark.parametrize("length", [5, 8, 13])
+def test_attention_bias_rows_are_aligned_and_hold_alibi_and_the_padding(length):
+    from virnucpro_assets.models.dnabert2.architecture import BIAS_ALIGNMENT, attention_bias
+
+    mask = torch.ones(2, length, dtype=torch.bool)
+    mask[1, length - 2 :] = False
+    bias = attention_bias(mask, 4, torch.float32)
+    assert bias.shape == (2, 4, length, length) and bias.stride(-2) % BIAS_ALIGNMENT == 0
+    distance = (torch.arange(length)[None] - torch.arange(length)[:, None]).abs()
+    slopes = torch.tensor(alibi_slopes(4))
+    torch.testing.assert_close(bias[0], -slopes[:, None, None] * distance, rtol=0, atol=0)
+    assert torch.isinf(bias[1, :, :, length - 2 :]).all() and torch.equal(bias[1, :, :, : length - 2], bias[0, :, :, : length - 2])
+
+
 def test_bert_prefixed_checkpoint_with_mlm_head_loads(tmp_path, sequences, expected):
     folder = golden_copy(tmp_path)
     state = load_file(folder / "model.safetensors")

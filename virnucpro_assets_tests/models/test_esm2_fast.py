@@ -92,3 +92,31 @@ def test_embedding_does_not_depend_on_the_batch(fair_esm):
     together = embedder.embed(proteins, token_budget=10_000).vectors
     alone = np.stack([embedder.embed([protein]).vectors[0] for protein in proteins])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_tanh_gelu_path_stays_within_half_precision_of_fair_esm(fair_esm):
+    # The GPU's half-precision default (bias and GELU in cuBLASLt's epilogue) computes GELU's tanh
+    # approximation; on the CPU the same approximation runs as F.gelu(approximate="tanh").
+    approximate = FastEsm2.from_fair_esm(fair_esm)
+    approximate.approximate_gelu = True
+    tokens = tokens_of(fair_esm, ["MKTAYIAKQRQISFVKSHFSRQ" * 3, "MKTAYIAKQR"])
+    last = fair_esm.num_layers
+    with torch.no_grad():
+        expected = fair_esm(tokens, repr_layers=[last])["representations"][last]
+        actual = approximate(tokens, repr_layers=[last])["representations"][last]
+    real = tokens.ne(fair_esm.padding_idx)
+    difference = (actual[real] - expected[real]).abs().max()
+    assert 0 < difference <= 1e-2  # the approximation ran, and moved the vectors only slightly
+    assert torch.nn.functional.cosine_similarity(actual[real], expected[real], dim=-1).min() >= 0.9999
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="cuBLASLt's GELU epilogue needs a GPU")
+def test_gelu_epilogue_is_the_tanh_approximation():
+    from virnucpro_assets.models.esm2.architecture import gelu_linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 256).cuda().half()
+    x = torch.randn(3, 7, 64, device="cuda", dtype=torch.half)
+    fused = gelu_linear(x, linear, approximate=True)
+    reference = torch.nn.functional.gelu(linear(x).float(), approximate="tanh")
+    torch.testing.assert_close(fused.float(), reference, rtol=2e-3, atol=2e-3)

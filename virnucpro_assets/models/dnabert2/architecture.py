@@ -11,14 +11,23 @@ Module and attribute names mirror the reference checkpoint (`encoder.layer.N.att
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from virnucpro_assets.models.dnabert2.config import DnabertConfig
+
+# On a GPU, the memory-efficient kernel first for the ALiBi-biased attention: PyTorch picks cuDNN's
+# on Hopper, which took 25 % of DNABERT-S's GPU time on an H200 (0.94 ms a layer at 65,536 tokens,
+# against 0.35 ms for the memory-efficient kernel).
+GPU_ATTENTION_KERNELS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
+# The memory-efficient kernel wants the bias's rows 16-byte aligned; unaligned, it copies it padded in every layer.
+BIAS_ALIGNMENT = 8
 
 
 def alibi_slopes(num_heads: int) -> list[float]:
@@ -52,7 +61,13 @@ def attention_bias(attention_mask: torch.Tensor, num_heads: int, dtype: torch.dt
     slopes = slopes_tensor(num_heads, attention_mask.device)
     alibi = (slopes[:, None, None] * -distance).to(dtype)
     padded_keys = ~attention_mask.bool()[:, None, None, :]
-    return alibi[None].masked_fill(padded_keys, float("-inf"))
+    bias = alibi[None].masked_fill(padded_keys, float("-inf"))
+    aligned = -(-length // BIAS_ALIGNMENT) * BIAS_ALIGNMENT
+    if aligned == length:
+        return bias
+    storage = bias.new_empty((*bias.shape[:-1], aligned))
+    storage[..., :length] = bias
+    return storage[..., :length]
 
 
 class TokenEmbeddings(nn.Module):
@@ -165,8 +180,10 @@ class DnabertModel(nn.Module):
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         hidden = self.embeddings(input_ids)
         bias = attention_bias(attention_mask, self.config.num_attention_heads, hidden.dtype)
-        for layer in self.encoder.layer:
-            hidden = layer(hidden, bias)
+        kernels = sdpa_kernel(GPU_ATTENTION_KERNELS, set_priority=True) if hidden.is_cuda else contextlib.nullcontext()
+        with kernels:
+            for layer in self.encoder.layer:
+                hidden = layer(hidden, bias)
         return hidden
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
