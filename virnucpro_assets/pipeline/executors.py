@@ -28,7 +28,7 @@ GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_STEP_TAGS = {
     "dagster-celery/queue": GPU_QUEUE,
     "dagster-k8s/config": {
-        "container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}, "requests": {"nvidia.com/gpu": 1}}},
+        "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}},
         "pod_spec_config": {"node_selector": GPU_NODE_SELECTOR},
     },
 }
@@ -46,10 +46,20 @@ def celery_config(settings: Settings) -> dict:
         "backend": settings.celery_backend or settings.celery_broker,
         "config_source": {
             "task_default_queue": CPU_QUEUE,
-            # A task is acknowledged when it starts: a worker killed mid-step fails that step (the
-            # run then fails and the instance's run retries re-execute it) instead of the broker
-            # handing the half-done step to another worker behind Dagster's back.
-            "task_acks_late": False,
+            # A step is acknowledged when it ends, and a worker process that dies in it (kill -9, out
+            # of memory) hands it back to the queue: another worker of the queue runs it again, in
+            # the same run. (Acknowledged at its start, the lost step would leave dagster-celery
+            # 0.29's run waiting for good on the steps after it: its loop submits nothing once a
+            # task failed, and waits for those.) A host lost whole gets its steps redelivered once
+            # the broker's visibility timeout has passed: long enough for the longest GPU step.
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "broker_transport_options": {
+                "visibility_timeout": VISIBILITY_TIMEOUT_S,
+                "max_retries": 3,
+                "interval_start": 0,
+                "interval_step": 0.5,
+            },
             "worker_prefetch_multiplier": 1,
             "task_publish_retry_policy": {"max_retries": PUBLISH_RETRIES, "interval_start": 0, "interval_step": 1, "interval_max": 2},
             "broker_connection_retry_on_startup": True,
@@ -62,6 +72,7 @@ def celery_config(settings: Settings) -> dict:
     }
 
 
+VISIBILITY_TIMEOUT_S = 24 * 3600
 PUBLISH_RETRIES = 300  # about 10 minutes of broker outage while submitting a step
 PUBLISH_RETRY_S = 2 * PUBLISH_RETRIES
 BACKEND_RETRIES = 300  # about 10 minutes of broker outage while waiting for a step
