@@ -94,17 +94,18 @@ def run_workers(workers: list[Worker], config: Path) -> int:
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda number, _: stopping.append(number))
     signal.signal(signal.SIGINT, lambda number, _: stopping.append(number))
-    processes = {}
+    processes: list[tuple[Worker, subprocess.Popen]] = []
     try:
         for worker in workers:
             env = {**os.environ, "PATH": path, **worker.env}
             # Its own process group: dagster-celery starts `celery` as its child, and both must stop.
-            processes[worker] = subprocess.Popen(
+            process = subprocess.Popen(
                 worker_command(worker, config), env={k: v for k, v in env.items() if v is not None}, start_new_session=True
             )
-            print(f"started worker {worker.describe()}: pid {processes[worker].pid}", flush=True)
+            processes.append((worker, process))
+            print(f"started worker {worker.describe()}: pid {process.pid}", flush=True)
         while not stopping:
-            exited = [(worker, process.returncode) for worker, process in processes.items() if process.poll() is not None]
+            exited = [(worker, process.returncode) for worker, process in processes if process.poll() is not None]
             if exited:
                 worker, code = exited[0]
                 print(f"virnucpro-assets: error: worker {worker.name} exited with status {code}; stopping the others", file=sys.stderr)
@@ -112,7 +113,7 @@ def run_workers(workers: list[Worker], config: Path) -> int:
             time.sleep(0.5)
         return 0
     finally:
-        stop_workers(list(processes.values()))
+        stop_workers([process for _, process in processes])
 
 
 def stop_workers(processes: list[subprocess.Popen]) -> None:
