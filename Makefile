@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # Debian packages the tests drive as real servers and tools, installed where missing (as root, or
-# through sudo): headless Chromium and its driver (test_web_ui.py).
-TEST_COMMANDS := chromium:chromium chromedriver:chromium-driver
+# through sudo): headless Chromium and its driver (test_web_ui.py), PostgreSQL and Redis
+# (test_distributed.py). Debian keeps the PostgreSQL server off PATH, in /usr/lib/postgresql/<ver>/bin.
+TEST_COMMANDS := chromium:chromium chromedriver:chromium-driver \
+	/usr/lib/postgresql/*/bin/postgres:postgresql redis-server:redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test install system-packages clean
@@ -28,7 +30,7 @@ demo: install
 
 system-packages:
 	@missing=""; for pair in $(TEST_COMMANDS); do \
-		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+		command -v $${pair%%:*} >/dev/null || ls $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages the tests need:$$missing"; \

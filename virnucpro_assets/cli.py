@@ -2,7 +2,8 @@
 
   run READS... [--out DIR]        from reads to results in one command (models checked first)
   fetch-models [--dir DIR]        download the official models, or say which file goes where
-  init                            set up $DAGSTER_HOME (dagster.yaml, GPU pool = devices)
+  init [--postgres URL]           set up $DAGSTER_HOME (dagster.yaml, GPU pool = devices)
+  worker --gpus all|0,1 [--cpu N] this host's Celery workers: one per GPU, and N CPU slots
   add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
   materialize SAMPLE              materialize every asset of one sample, in this process
   remove-sample NAME [--yes]      delete a sample's files, registry entry and partition
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     from virnucpro_assets import fetch_models
 
     fetch_models.add_command(commands)
-    commands.add_parser("init", help="set up the instance at $DAGSTER_HOME for this machine")
+    init = commands.add_parser("init", help="set up the instance at $DAGSTER_HOME for this machine")
+    init.add_argument("--postgres", metavar="URL", help="a shared instance in this PostgreSQL database (postgresql://user:pw@host/db)")
+    init.add_argument("--gpu-slots", type=int, help="GPU steps at once across the deployment (default: this host's devices)")
+    worker = commands.add_parser("worker", help="start this host's Celery workers (VIRNUCPRO_EXECUTOR=celery)")
+    worker.add_argument("--gpus", default="all", help="all (default), none, or this host's device numbers, e.g. 0,1: one worker each")
+    worker.add_argument("--cpu", type=int, default=0, help="also a worker for CPU steps, taking N at once (e.g. the cores)")
     add = commands.add_parser("add-sample", help="register a FASTA/FASTQ file (plain or .gz) as a sample")
     add.add_argument("path", type=Path)
     add.add_argument("--name", help="sample name (default: derived from the file name)")
@@ -81,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             return fetch_models.run_command(args)
         if args.command == "init":
             home = require_dagster_home()
-            prepare_instance_home(home)
-            print(f"instance {home}: gpu pool limit {init_instance()}")
+            prepare_instance_home(home, args.postgres)
+            storage = "PostgreSQL" if args.postgres else "sqlite"
+            print(f"instance {home} ({storage}): gpu pool limit {init_instance(args.gpu_slots)}")
+        elif args.command == "worker":
+            return start_workers(args.gpus, args.cpu)
         elif args.command == "add-sample":
             sample, created = add_sample(args.path, args.name)
             print(sample.name)
@@ -152,6 +161,14 @@ def run_reads(reads: list[Path], out: Path | None) -> int:
             print(f"  {report}/{name}")
     print(f"instance: {home} (`DAGSTER_HOME={home} dagster dev -w workspace.yaml` shows every step in the web UI)")
     return 0
+
+
+def start_workers(gpus: str, cpu: int) -> int:
+    from virnucpro_assets.deployment.workers import plan_workers, run_workers, select_devices, write_worker_config
+    from virnucpro_assets.settings import Settings
+
+    workers = plan_workers(select_devices(gpus), cpu)
+    return run_workers(workers, write_worker_config(require_dagster_home(), Settings.from_environment()))
 
 
 def remove_sample_command(name: str, yes: bool) -> int:

@@ -11,6 +11,7 @@ from virnucpro_assets.pipeline.assets.training import TrainingSettings, training
 from virnucpro_assets.pipeline.automation import automation_sensor
 from virnucpro_assets.pipeline.checks import asset_checks
 from virnucpro_assets.pipeline.coordination import release_abandoned_gpu_slots
+from virnucpro_assets.pipeline.executors import executor_for
 from virnucpro_assets.pipeline.jobs import shard_pipeline
 from virnucpro_assets.pipeline.partitions import Partitions
 from virnucpro_assets.pipeline.resources import deployment_resources
@@ -39,10 +40,11 @@ def build_definitions(settings: Settings, partitions: Partitions) -> dg.Definiti
             "training": TrainingSettings(block_size=settings.training_block_size, min_test_auroc=settings.min_test_auroc),
         },
         jobs=[shard_pipeline],
-        # Parallelism comes from runs (one per partition, GPU steps spread over devices by the pool),
-        # not from steps inside a run: a process per step would cost seconds of start-up each and
-        # would leave orphaned GPU steps behind when a run is killed.
-        executor=dg.in_process_executor,
+        # On one machine, parallelism comes from runs (one per partition, GPU steps spread over devices
+        # by the pool), not from steps inside a run: a process per step would cost seconds of start-up
+        # each and would leave orphaned GPU steps behind when a run is killed. Past one machine, steps
+        # go to Celery workers (VIRNUCPRO_EXECUTOR, virnucpro_assets.pipeline.executors).
+        executor=executor_for(settings),
     )
 
 

@@ -4,15 +4,12 @@ All through Dagster's public APIs; orchestration itself is Dagster's."""
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
 from virnucpro_assets.errors import VirnucproError
 
-# The instance's dagster.yaml ships inside the package (the checkout's dagster.yaml links to it).
-DEFAULT_INSTANCE_CONFIG = Path(__file__).resolve().parent / "dagster.yaml"
 # Tags each run materialize_sample starts, so that its observer can find the run.
 RUN_TAG = "virnucpro/cli-run"
 
@@ -27,20 +24,27 @@ def require_dagster_home() -> Path:
     return Path(home)
 
 
-def prepare_instance_home(home: Path) -> None:
-    """Create an instance directory holding this project's dagster.yaml if it has none."""
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copyfile(DEFAULT_INSTANCE_CONFIG, home / "dagster.yaml")
+def prepare_instance_home(home: Path, postgres_url: str | None = None) -> None:
+    """Create an instance directory holding this project's dagster.yaml if it has none; with a
+    Postgres URL, one whose storage is that database (virnucpro_assets/instance/postgres.yaml)."""
+    from virnucpro_assets.deployment.instance import write_instance_config
+
+    write_instance_config(home, postgres_url)
 
 
-def init_instance() -> int:
-    """Size the GPU pool of the instance at DAGSTER_HOME to this machine's devices."""
+def init_instance(gpu_slots: int | None = None) -> int:
+    """Size the GPU pool of the instance at DAGSTER_HOME: to `gpu_slots` (the GPU workers of every
+    host, for a shared instance), else to this machine's devices."""
     import dagster as dg
+    from sqlalchemy.exc import OperationalError
 
     from virnucpro_assets.pipeline.gpu import set_gpu_pool_limit
 
-    return set_gpu_pool_limit(dg.DagsterInstance.get())
+    try:
+        instance = dg.DagsterInstance.get()
+    except OperationalError as error:
+        raise VirnucproError(f"the database of the instance in {require_dagster_home()} cannot be reached: {error.orig}") from None
+    return set_gpu_pool_limit(instance, gpu_slots)
 
 
 def add_sample(path: Path, name: str | None = None):

@@ -21,12 +21,17 @@
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
 | VIRNUCPRO_GPUS | (every CUDA device) | CUDA device numbers GPU steps may use, e.g. 0,2 |
 | VIRNUCPRO_FAKE_GPUS | (unset) | N simulated CPU-backed devices, for tests |
+| VIRNUCPRO_HOST_NAME | (the host's name) | this host's name in device identities and run records (tests simulate hosts with it) |
+| VIRNUCPRO_EXECUTOR | in_process | how runs execute steps: in_process (one machine), celery (workers on many hosts), k8s (a pod per step) |
+| VIRNUCPRO_CELERY_BROKER | (none; needed for celery) | the Celery broker, e.g. redis://broker-host:6379/0 |
+| VIRNUCPRO_CELERY_BACKEND | the broker | the Celery result backend |
 """
 
 from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +45,7 @@ DEFAULT_VIRUS_THRESHOLD = 0.5
 DEFAULT_SENSOR_INTERVAL = 30
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
+EXECUTORS = ("in_process", "celery", "k8s")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class Settings:
     virus_threshold: float = DEFAULT_VIRUS_THRESHOLD
     training_block_size: int = 10_000
     min_test_auroc: float = 0.9
+    executor: str = "in_process"
+    celery_broker: str = ""
+    celery_backend: str = ""
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -77,6 +86,9 @@ class Settings:
             virus_threshold=virus_threshold(),
             training_block_size=_whole_number("VIRNUCPRO_TRAINING_BLOCK_SIZE", 10_000),
             min_test_auroc=_fraction("VIRNUCPRO_MIN_TEST_AUROC", 0.9),
+            executor=executor(),
+            celery_broker=celery_broker(),
+            celery_backend=model_source("VIRNUCPRO_CELERY_BACKEND", "") or celery_broker(),
         )
 
 
@@ -152,6 +164,24 @@ def check_virus_threshold(value: float | str, source: str) -> float:
     if not 0.0 <= threshold <= 1.0:
         raise ConfigurationError(f"{source}={value!r}: give the virus score a read needs to be called virus, a number from 0 to 1")
     return threshold
+
+
+def host_name() -> str:
+    """This host's name as device identities and run records give it."""
+    return os.environ.get("VIRNUCPRO_HOST_NAME") or socket.gethostname()
+
+
+def executor() -> str:
+    value = os.environ.get("VIRNUCPRO_EXECUTOR", "in_process")
+    if value not in EXECUTORS:
+        raise ConfigurationError(f"VIRNUCPRO_EXECUTOR={value!r}: give one of {', '.join(EXECUTORS)}")
+    if value == "celery" and not celery_broker():
+        raise ConfigurationError("VIRNUCPRO_EXECUTOR=celery needs VIRNUCPRO_CELERY_BROKER, the broker's URL (e.g. redis://host:6379/0)")
+    return value
+
+
+def celery_broker() -> str:
+    return os.environ.get("VIRNUCPRO_CELERY_BROKER", "")
 
 
 def model_source(variable: str, default: str) -> str:

@@ -3,6 +3,11 @@
 A lease is an exclusive `flock` on `<lock dir>/<device>.lock`. The kernel drops it when the holding
 process exits, however it exits (kill -9 included), so a crashed step never keeps its device. The
 lock file also records who holds it, for `virnucpro-assets devices`.
+
+Lock files are named by the device's UUID, not its CUDA ordinal: two Celery workers of one host,
+each pinned to its own GPU by CUDA_VISIBLE_DEVICES, both call theirs cuda:0. A lease is a host's
+own business (its lock directory is local, under $DAGSTER_HOME); across hosts the host name in the
+device identity keeps them apart.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class Holder:
 
 
 def _lock_file(lock_dir: Path, device: Device) -> Path:
-    return lock_dir / f"{device.name.replace(':', '-')}.lock"
+    return lock_dir / f"{(device.uuid or device.name).replace(':', '-')}.lock"
 
 
 @contextmanager
@@ -50,7 +55,7 @@ def lease_device(
             try:
                 handle.seek(0)
                 handle.truncate()
-                handle.write(json.dumps({**holder, "pid": os.getpid(), "since": time.time()}))
+                handle.write(json.dumps({**holder, "device": device.identity, "pid": os.getpid(), "since": time.time()}))
                 handle.flush()
                 yield device
             finally:

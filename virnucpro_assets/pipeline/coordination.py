@@ -10,6 +10,7 @@ process's start time (the tag `virnucpro/process`, see `record_run_process`). `r
 marks failed, through the instance's `report_run_failed`, each STARTED run recorded on this host
 whose process is gone (exited, a zombie, or its pid now another process), and frees the pool slots
 of finished runs. A run recorded on another host, or not recorded at all, is never failed here.
+The host is `VIRNUCPRO_HOST_NAME` when set (tests simulate hosts), else the machine's name.
 
 It runs from the sensor `release_abandoned_gpu_slots` (every 30 s while the daemon runs), at the
 start of `virnucpro-assets materialize` and `devices`, and in every run with a GPU step: at its start
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from virnucpro_assets.processes import boot_id, process_alive, process_start
+from virnucpro_assets.settings import host_name
 
 PROCESS_TAG = "virnucpro/process"
 RUN_PROCESS_EVENTS = {dg.DagsterEventType.RUN_START, dg.DagsterEventType.STEP_WORKER_STARTED, dg.DagsterEventType.STEP_START}
@@ -39,12 +41,22 @@ WATCH_INTERVAL_S = 5.0
 
 def this_process() -> dict:
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot": boot_id(), "pid": pid, "start": process_start(pid)}
+    return {"host": host_name(), "boot": boot_id(), "pid": pid, "start": process_start(pid)}
 
 
 def record_run_process(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Tag the run with the process running it (called at the start of every run)."""
+    """Tag the run with the process running it (called at the start of every run). A step that a
+    Celery worker runs is not the run's process (that is the run worker orchestrating the steps,
+    watched by whoever launched it), so it records nothing."""
+    if _in_celery_task():
+        return
     instance.add_run_tags(run_id, {PROCESS_TAG: json.dumps(this_process(), sort_keys=True)})
+
+
+def _in_celery_task() -> bool:
+    celery = sys.modules.get("celery")
+    task = celery.current_task if celery is not None else None
+    return task is not None and task.request.id is not None
 
 
 def run_process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
@@ -55,7 +67,7 @@ def run_process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | 
         host, boot, pid, start = recorded["host"], recorded["boot"], int(recorded["pid"]), recorded["start"]
     except (KeyError, ValueError, TypeError):
         return None
-    if host != socket.gethostname():
+    if host != host_name():  # another host's (or simulated host's) runs are its own to release
         return None
     if boot != boot_id():
         reason = f"host {host} restarted since pid {pid} ran it"

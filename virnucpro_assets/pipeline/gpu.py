@@ -5,6 +5,9 @@ in the UI, across every run however it was started. Inside a step, `GpuResource.
 lock on one specific device (virnucpro_assets.gpu.leases), records it in the run's tags and the
 step's metadata, and releases it when the step ends or its process dies. Steps run in their run's
 process (the in-process executor, see definitions.py), so killing a run kills its step with it.
+With the Celery executor (virnucpro_assets.pipeline.executors) a step runs in a GPU worker pinned to
+one device: the lease is then on that device, and the pool's limit is the GPU workers of all hosts.
+A device is recorded by its identity (host name + UUID, virnucpro_assets.gpu.inventory).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ def default_lease_dir() -> Path:
     return settings.instance_directory() / "gpu-leases"
 
 
-def set_gpu_pool_limit(instance: dg.DagsterInstance) -> int:
-    """Size the instance's GPU pool to this machine's devices; returns the limit."""
-    limit = len(discover_devices())
+def set_gpu_pool_limit(instance: dg.DagsterInstance, limit: int | None = None) -> int:
+    """Size the instance's GPU pool to `limit`, else to this machine's devices; returns the limit."""
+    limit = len(discover_devices()) if limit is None else limit
     instance.event_log_storage.set_concurrency_slots(GPU_POOL, limit)
     return limit
 
@@ -59,6 +62,6 @@ class GpuResource(dg.ConfigurableResource):
         directory = Path(self.lease_dir) if self.lease_dir else default_lease_dir()
         waiting = lambda seconds: context.log.info(f"waiting {seconds:.0f} s for a free device")  # noqa: E731
         with lease_device(discover_devices(), directory, holder, on_wait=waiting) as device:
-            context.log.info(f"{step} [{context.partition_key}] runs on {device.name}")
-            context.instance.add_run_tags(context.run.run_id, {DEVICE_TAG_PREFIX + step: device.name})
+            context.log.info(f"{step} [{context.partition_key}] runs on {device.identity} ({device.name})")
+            context.instance.add_run_tags(context.run.run_id, {DEVICE_TAG_PREFIX + step: device.identity})
             yield device

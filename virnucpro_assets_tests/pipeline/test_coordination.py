@@ -10,6 +10,7 @@ import dagster as dg
 from virnucpro_assets.demo.reads import write_fasta
 from virnucpro_assets.gpu.inventory import Device
 from virnucpro_assets.gpu.leases import device_holders, lease_device
+from virnucpro_assets.settings import host_name
 from virnucpro_assets.storage import EMBEDDING_EXTENSION
 from virnucpro_assets_tests.daemon import CHECKOUT, Instance, wait_for
 
@@ -50,7 +51,7 @@ def test_queued_runs_share_two_devices_one_step_each_and_recover_from_kill_9(tmp
             if first["device"] == second["device"]:
                 assert not overlap(first, second), f"{first} and {second} ran on one device at once"
         assert any(overlap(a, b) for a, b in combinations(steps, 2)), "never two GPU steps at once"
-        assert {s["device"] for s in steps} == {"fake:0", "fake:1"}
+        assert {s["device"] for s in steps} == {f"{host_name()}/fake-0", f"{host_name()}/fake-1"}
         for run in runs:  # CPU steps take no device
             assert not any(k.startswith("virnucpro/device.") and not k.endswith(GPU_ASSETS) for k in run.tags)
         for asset in (*GPU_ASSETS, "merged_features", "predictions"):

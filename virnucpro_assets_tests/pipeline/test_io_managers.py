@@ -7,6 +7,7 @@ import pytest
 from virnucpro_assets.errors import CorruptDataError, MissingInputError
 from virnucpro_assets.models.classifier import Classifier
 from virnucpro_assets.pipeline.resources import store_resources
+from virnucpro_assets.settings import host_name
 from virnucpro_assets_tests.pipeline.conftest import SHARD_ASSETS
 
 REPORT_FILES = ["per_read.parquet", "per_read_scores.png", "prediction_results.txt", "prediction_results_highestscore.csv"]
@@ -34,7 +35,7 @@ def test_every_materialization_carries_row_count_schema_path_and_digests(pipelin
         assert list(metadata["checksums"]) == [path.name] and metadata["checksums"][path.name].startswith("xxh3_128x64m:")
         assert metadata["dagster/row_count"] == metadata.get("pairs", metadata["dagster/row_count"]) > 0
         assert [column.name for column in metadata["dagster/column_schema"].columns][0] == "pair_id"
-    assert materialization(result, "esm2_embeddings")["device"] == "cpu"
+    assert materialization(result, "esm2_embeddings")["device"] == f"{host_name()}/cpu"
 
 
 def test_plausible_floats_written_over_an_embedding_fail_the_next_step_naming_file_and_partition(pipeline, sample):

@@ -13,6 +13,7 @@ from virnucpro_assets.models.classifier import load_classifier
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
+from virnucpro_assets.settings import host_name
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
 
 
@@ -118,7 +119,7 @@ def test_embedding_metadata_names_model_device_and_precision(pipeline, genome_re
     partition = pipeline.shard_partitions(sample)[0]
     result = pipeline.materialize(["translated_proteins", "esm2_embeddings"], partition)
     metadata = result.asset_materializations_for_node("esm2_embeddings")[0].metadata
-    assert metadata["device"].value == "cpu" and metadata["precision"].value == "float32"
+    assert metadata["device"].value == f"{host_name()}/cpu" and metadata["precision"].value == "float32"
     assert metadata["model"].value == "esm2_demo" and len(metadata["model_sha256"].value) == 64
     assert metadata["tokens"].value > 0 and metadata["dagster/row_count"].value >= 0
 

@@ -8,6 +8,7 @@ import pyarrow as pa
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.automation import follows_upstream
+from virnucpro_assets.pipeline.executors import GPU_STEP_TAGS
 from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, esm2_version
 from virnucpro_assets.settings import Settings
@@ -38,6 +39,7 @@ def embedding_asset(
         io_manager_key="tensor_io_manager",
         automation_condition=follows_upstream,
         pool=GPU_POOL,
+        op_tags=GPU_STEP_TAGS,
         group_name=group_name,
         kinds={"pytorch", EMBEDDING_EXTENSION},
         code_version=f"{code_version}|store={EMBEDDING_EXTENSION}",
@@ -56,7 +58,7 @@ def embedding_asset(
             result = model.embed(
                 translated_proteins.column(column).to_pylist(),
                 token_budget=getattr(models, f"{source}_token_budget"),
-                on_progress=progress_logger(context.log, f"{name} [{context.partition_key}] on {device.name}"),
+                on_progress=progress_logger(context.log, f"{name} [{context.partition_key}] on {device.identity}"),
             )
             embedded = time.perf_counter()
         held_until = time.time()
@@ -68,7 +70,7 @@ def embedding_asset(
                 "tokens_per_s": round(result.tokens / max(embedded - loaded, 1e-9), 1),
                 "model_load_s": round(loaded - started, 3),
                 "embed_s": round(embedded - loaded, 3),
-                "device": device.name,
+                "device": device.identity,
                 # When this step held its device (epoch seconds): what shows one step per device at a time.
                 "device_held_from": held_from,
                 "device_held_until": held_until,

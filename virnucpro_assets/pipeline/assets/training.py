@@ -18,6 +18,7 @@ from virnucpro_assets.pipeline.assets.classify import merged_features_asset
 from virnucpro_assets.pipeline.assets.embeddings import embedding_assets
 from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.checks import recorded_metadata
+from virnucpro_assets.pipeline.executors import GPU_STEP_TAGS
 from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
 from virnucpro_assets.pipeline.partitions import Partitions, by_training_set, sample_and_shard
 from virnucpro_assets.pipeline.resources import StoreResource
@@ -116,6 +117,7 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
         io_manager_key="report_io_manager",
         automation_condition=follows_upstream,
         pool=GPU_POOL,
+        op_tags=GPU_STEP_TAGS,
         group_name="training",
         kinds={"pytorch", "safetensors"},
         description=(
