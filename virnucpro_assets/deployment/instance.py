@@ -20,13 +20,16 @@ def instance_config(postgres_url: str | None = None) -> str:
     if postgres_url is None:
         return config
     check_postgres_url(postgres_url)
+    # SQLAlchemy 2.1 reads a bare postgresql:// as the psycopg 3 driver; dagster-postgres brings psycopg2.
+    scheme, rest = postgres_url.split("://", 1)
+    url = f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else postgres_url
     # A JSON string is a YAML string: the URL's characters need no further quoting.
-    return f"{config}\n{POSTGRES_PROFILE.read_text().replace('POSTGRES_URL', json.dumps(postgres_url))}"
+    return f"{config}\n{POSTGRES_PROFILE.read_text().replace('POSTGRES_URL', json.dumps(url))}"
 
 
 def check_postgres_url(url: str) -> None:
     parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+    if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg2") or not parts.hostname or not parts.path.strip("/"):
         raise VirnucproError(f"--postgres {redacted(url)!r}: give a URL like postgresql://user:password@host:5432/database")
 
 
