@@ -39,7 +39,7 @@ def sequence_hashes(sequences: Sequence[str]) -> np.ndarray:
 def split_reads(
     source: Path, shards: int, *, expected_sha256: str | None = None, sample: str | None = None, progress=None
 ) -> tuple[list[pa.Table], ReadStats]:
-    """Validate every read of `source` and spread them over `shards` tables (read_id, sequence).
+    """Validate every read of `source` and spread them over `shards` tables (read_id, sequence, file_position).
 
     Each read goes to `shard_of_reads` of its sequence, in file order within its shard, with its
     0-based position in the file (empty records not counted) as `file_position`, by which the
