@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks import compiler_warm_up, dnabert_throughput, esm2_fp8, esm2_throughput, io_managers, multi_gpu, pipeline, tensor_store
+from benchmarks import (
+    compiler_warm_up,
+    dnabert_throughput,
+    duplicates,
+    esm2_fp8,
+    esm2_throughput,
+    io_managers,
+    multi_gpu,
+    pipeline,
+    tensor_store,
+)
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
@@ -90,6 +100,26 @@ def test_pipeline(monkeypatch, capsys, tmp_path):
     projections = [line for line in lines if line["benchmark"] == "pipeline_projection"]
     assert [line["reads"] for line in projections] == list(pipeline.PROJECTED_READS)
     assert (tmp_path / "store" / "sample_report" / "sample=reads20").is_dir()
+
+
+def test_duplicates(monkeypatch, capsys, tmp_path):
+    lines = run(duplicates, monkeypatch, capsys, "--tiny", "--device", "cpu", "--reads", 300, "--shards", 2, "--genomes", tmp_path)
+    sample = lines[0]
+    assert sample["exact_duplicates"] == 90 and sample["phage_reads"] + sample["bacterial_reads"] == 210
+    assert sample["distinct_reads"] < sample["reads"] and sample["distinct_proteins"] < sample["pairs"]
+    variants = {(line["model"], line["variant"]): line for line in lines if "variant" in line}
+    for model in ("dnabert", "esm2"):
+        every, reduced = variants[(model, "every pair")], variants[(model, "distinct per shard")]
+        assert every["pairs"] == reduced["pairs"] == every["sequences_embedded"] == sample["pairs"]
+        assert reduced["sequences_embedded"] < every["sequences_embedded"] and reduced["tokens"] < every["tokens"]
+    savings = {line["model"]: line for line in lines if "savings" in line}
+    assert savings["esm2"]["distinct_in_sample"] == sample["distinct_proteins"]
+    assert 0 < savings["esm2"]["tokens_saved"] < 1
+    for model, line in savings.items():  # identical reads share a shard: more is saved than round robin would
+        assert line["tokens_if_distinct_in_sample"] <= variants[(model, "distinct per shard")]["tokens"] < line["tokens_if_round_robin"]
+    comparison = lines[-1]
+    assert comparison["decisions_differing"] == 0 and comparison["max_score_diff"] <= 1e-6
+    assert max(comparison["max_vector_diff"].values()) <= 1e-6
 
 
 def test_io_managers(monkeypatch, capsys, tmp_path):

@@ -10,6 +10,7 @@ from virnucpro_assets.pipeline.models import ModelsResource
 from virnucpro_assets.pipeline.partitions import SAMPLES
 from virnucpro_assets.pipeline.resources import store_resources
 from virnucpro_assets.samples import SampleRegistry
+from virnucpro_assets.sequences.sharding import shard_of_reads
 
 
 class Pipeline:
@@ -56,6 +57,12 @@ class Pipeline:
         for partition in self.shard_partitions(sample):
             self.materialize(SHARD_ASSETS, partition)
         return self.materialize(["sample_report"], sample)
+
+
+def reads_of_shard(reads: list[tuple[str, str]], index: int) -> list[tuple[str, str]]:
+    """The (id, sequence) reads that sample_reads puts in shard `index`, in file order."""
+    shards = shard_of_reads([sequence for _, sequence in reads], partitions.shards)
+    return [read for read, shard in zip(reads, shards) if shard == index]
 
 
 SHARD_ASSETS = ["translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions"]

@@ -4,6 +4,7 @@ import pytest
 from benchmarks.original import process_reads
 from virnucpro_assets.definitions import partitions
 from virnucpro_assets.errors import InputFormatError
+from virnucpro_assets_tests.pipeline.conftest import reads_of_shard
 
 
 def test_reads_and_proteins_for_a_small_sample(pipeline, genome_reads):
@@ -22,7 +23,7 @@ def test_reads_and_proteins_for_a_small_sample(pipeline, genome_reads):
     proteins = scan(pipeline, "translated_proteins")
     for index, key in enumerate(partitions.shard_keys):
         shard_rows = proteins.filter(pl.col("shard") == key).select("pair_id", "nucleotide", "protein")
-        assert list(shard_rows.iter_rows()) == process_reads(reads[index :: len(partitions.shard_keys)], 500)
+        assert list(shard_rows.iter_rows()) == process_reads(reads_of_shard(reads, index), 500)
 
 
 def scan(pipeline, asset):

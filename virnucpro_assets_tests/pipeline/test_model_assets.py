@@ -15,6 +15,7 @@ from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.models import classifier_version
 from virnucpro_assets.settings import host_name
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, load_embeddings
+from virnucpro_assets_tests.pipeline.conftest import reads_of_shard
 
 
 def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
@@ -28,7 +29,7 @@ def test_sample_from_reads_to_the_original_result_files(pipeline, genome_reads):
     classifier = load_classifier(pipeline.models.classifier, 500)
     expected_rows = []
     for index, shard in enumerate(partitions.shard_keys):
-        shard_pairs = process_reads(reads[index :: len(partitions.shard_keys)], 500)
+        shard_pairs = process_reads(reads_of_shard(reads, index), 500)
         ids = [p[0] for p in shard_pairs]
         dna_ids, dna = load_embeddings(store / f"dnabert_embeddings/sample=tiny/shard={shard}.{EMBEDDING_EXTENSION}")
         protein_ids, protein = load_embeddings(store / f"esm2_embeddings/sample=tiny/shard={shard}.{EMBEDDING_EXTENSION}")

@@ -15,7 +15,6 @@ from virnucpro_assets.pipeline.resources import ReportSettings, TranslationSetti
 from virnucpro_assets.results.features import merge_features
 from virnucpro_assets.results.html_report import MODEL_STEPS, PROVENANCE_KEYS
 from virnucpro_assets.results.report import report_files
-from virnucpro_assets.sequences.sharding import file_positions
 from virnucpro_assets.settings import Settings
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, EmbeddingTable
 
@@ -99,7 +98,7 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
     @dg.asset(
         partitions_def=partitions.samples,
         ins={
-            "sample_reads": dg.AssetIn(metadata={"columns": ["read_id", "sequence"]}),
+            "sample_reads": dg.AssetIn(metadata={"columns": ["read_id", "sequence", "file_position"]}),
             "predictions": dg.AssetIn(partition_mapping=by_sample),
         },
         io_manager_key="report_io_manager",
@@ -123,11 +122,9 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
     ) -> dg.Output[dict[str, bytes]]:
         shards = len(partitions.shard_keys)
         threshold = report.checked_virus_threshold()
-        reads = pl.concat(
-            [_read_lengths(index, sample_reads[shard], shards) for index, shard in enumerate(partitions.shard_keys)]
-        ).sort("file_position")
+        reads = pl.concat([_read_lengths(sample_reads[shard]) for shard in partitions.shard_keys]).sort("file_position")
         pairs = pl.concat(
-            [_in_file_order(index, sample_reads[shard], predictions[shard], shards) for index, shard in enumerate(partitions.shard_keys)]
+            [_in_file_order(sample_reads[shard], predictions[shard]) for shard in partitions.shard_keys]
         ).sort("file_position", "row", maintain_order=True)
         scores = np.column_stack([pairs["score1"].to_numpy(), pairs["score2"].to_numpy()]).astype(np.float32)
         files, counts = report_files(
@@ -158,13 +155,13 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
     return [merged_features, predictions, sample_report]
 
 
-def _read_lengths(index: int, reads: pa.Table, shards: int) -> pl.DataFrame:
+def _read_lengths(reads: pa.Table) -> pl.DataFrame:
     """One shard's read ids, lengths and positions in the input file; the sequences are not kept."""
     return pl.DataFrame(
         {
             "read_id": pl.from_arrow(reads.column("read_id")),
             "length": pl.from_arrow(pc.binary_length(reads.column("sequence"))).cast(pl.Int64),
-            "file_position": pl.from_arrow(file_positions(index, reads.num_rows, shards)),
+            "file_position": pl.from_arrow(reads.column("file_position")),
         }
     )
 
@@ -186,9 +183,9 @@ def _shard_provenance(instance: dg.DagsterInstance, shard_partitions: list[dg.Mu
     return provenance
 
 
-def _in_file_order(index: int, reads: pa.Table, predicted: pa.Table, shards: int) -> pl.DataFrame:
+def _in_file_order(reads: pa.Table, predicted: pa.Table) -> pl.DataFrame:
     """One shard's predictions with each pair's read position in the input file."""
-    positions = pl.DataFrame({"read_id": reads.column("read_id"), "file_position": file_positions(index, reads.num_rows, shards)})
+    positions = pl.DataFrame({"read_id": reads.column("read_id"), "file_position": reads.column("file_position")})
     return (
         pl.from_arrow(predicted)
         .with_row_index("row")

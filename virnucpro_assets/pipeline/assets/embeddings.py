@@ -1,10 +1,12 @@
 """The two language-model stages: one GPU step per shard, each on a device of its own."""
 
+import functools
 import time
 
 import dagster as dg
 import pyarrow as pa
 
+from virnucpro_assets.models.distinct import embed_distinct
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.automation import follows_upstream
@@ -29,8 +31,9 @@ def embedding_asset(
 ):
     """A GPU step per partition (sample × shard, or training set × shard) that embeds the `pairs`
     asset's `column` with `embedder` (a class with `from_source`) loading the model named by the
-    ModelsResource field `source`. Its output is written by the IO manager from this step's own
-    process. `code_version` (the model's) is extended with the tensor store's format."""
+    ModelsResource field `source`, each distinct sequence of the shard once (every pair gets its
+    sequence's vector). Its output is written by the IO manager from this step's own process.
+    `code_version` (the model's) is extended with the tensor store's format."""
 
     @dg.asset(
         name=name,
@@ -55,17 +58,21 @@ def embedding_asset(
             compiled = source in models.compiled_models() and device.torch_device.startswith("cuda")
             model = embedder.from_source(getattr(models, source), device=device.torch_device, dtype=dtype, compiled=compiled)
             loaded = time.perf_counter()
-            result = model.embed(
-                translated_proteins.column(column).to_pylist(),
+            embed = functools.partial(
+                model.embed,
                 token_budget=getattr(models, f"{source}_token_budget"),
                 on_progress=progress_logger(context.log, f"{name} [{context.partition_key}] on {device.identity}"),
             )
+            result, distinct = embed_distinct(embed, translated_proteins.column(column))
             embedded = time.perf_counter()
         held_until = time.time()
         return dg.Output(
             EmbeddingTable(translated_proteins.column("pair_id").combine_chunks(), result.vectors),
             metadata={
                 "model_width": model.dim,
+                "pairs": distinct.rows,
+                "distinct_sequences": len(distinct.sequences),
+                # Tokens of the distinct sequences: what the model ran.
                 "tokens": result.tokens,
                 "tokens_per_s": round(result.tokens / max(embedded - loaded, 1e-9), 1),
                 "model_load_s": round(loaded - started, 3),
@@ -94,11 +101,12 @@ def progress_logger(log, label: str, clock=time.monotonic):
 
 
 def progress_message(label: str, done: int, total: int, tokens: int, elapsed: float) -> str:
-    """'esm2_embeddings [s|000] on cuda:0: 12,000 of 48,000 sequences (25%), 95,100 tokens/s, about 3 min 20 s left'"""
+    """'esm2_embeddings [s|000] on cuda:0: 12,000 of 48,000 distinct sequences (25%), 95,100 tokens/s, about 3 min 20 s left'
+    (each distinct sequence is embedded once, so the totals count distinct sequences, not pairs)"""
     rate = tokens / elapsed if elapsed > 0 else 0.0
     left = elapsed * (total - done) / done if done else None
     eta = "time left unknown" if left is None else f"about {_duration(left)} left"
-    return f"{label}: {done:,} of {total:,} sequences ({done / max(total, 1):.0%}), {rate:,.0f} tokens/s, {eta}"
+    return f"{label}: {done:,} of {total:,} distinct sequences ({done / max(total, 1):.0%}), {rate:,.0f} tokens/s, {eta}"
 
 
 def _duration(seconds: float) -> str:

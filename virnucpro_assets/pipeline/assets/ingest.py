@@ -18,9 +18,12 @@ def ingest_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         io_manager_key="table_io_manager",
         group_name="ingest",
         kinds={"parquet"},
+        # How reads are spread over the shards: stores sharded another way show these partitions as changed.
+        code_version="shards=by-sequence",
         description=(
             "The sample's reads, checked (FASTA or FASTQ, plain or gzip/bz2/xz/zstd-compressed; U read as T) and spread over the "
-            "shards in file order: Parquet with read_id and sequence, one file per shard."
+            "shards by a hash of the sequence, so that identical reads share a shard and are embedded once, in file order within "
+            "each: Parquet with read_id, sequence and file_position (0-based, in the file), one file per shard."
         ),
     )
     def sample_reads(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Output[dict[str, pa.Table]]:
