@@ -85,3 +85,13 @@ def test_a_changed_truncated_or_foreign_file_is_refused_naming_it(tmp_path, vect
     path.write_bytes(bytes(data[:100]))
     with pytest.raises(CorruptDataError, match="shard=000.arrow: not a readable embedding table"):
         load_embeddings(path, name=str(path))
+
+
+def test_a_table_without_a_column_asked_for_is_named_as_written_by_an_earlier_version(tmp_path):
+    from virnucpro_assets.storage.tables import read_table, write_table
+
+    path = tmp_path / "shard=000.parquet"
+    write_table(pa.table({"read_id": ["r1"], "sequence": ["ACGT"]}), path)
+    assert read_table(path, columns=["sequence"]).column("sequence").to_pylist() == ["ACGT"]
+    with pytest.raises(CorruptDataError, match="shard=000.parquet: has no column file_position .written by an earlier version"):
+        read_table(path, columns=["read_id", "file_position"], name=str(path))

@@ -64,7 +64,13 @@ def read_table(source: Path | bytes, columns: list[str] | None = None, expected_
     """A Parquet table from a local path or bytes, after checking it against `expected_digest`."""
     buffer = verified_buffer(source, expected_digest, name)
     try:
-        return pq.read_table(pa.BufferReader(buffer), columns=columns)
+        file = pq.ParquetFile(pa.BufferReader(buffer))
+        missing = [column for column in columns or [] if column not in file.schema_arrow.names]
+        if missing:
+            raise CorruptDataError(
+                f"{name or source}: has no column {', '.join(missing)} (written by an earlier version of the pipeline)"
+            )
+        return file.read(columns=columns)
     except (pa.ArrowException, OSError) as error:
         raise CorruptDataError(f"{name or source}: not a readable Parquet table ({error})") from error
 
