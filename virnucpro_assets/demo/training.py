@@ -91,20 +91,22 @@ def run_training_demo(home: Path) -> None:
     The prediction runs as a new `virnucpro-assets run` process, as a user's next command would:
     a process builds its definitions from the settings once (the predictions asset's code version
     is the classifier's weight hash), and this one built them before the classifier existed."""
+    import dagster as dg
+
     if settings.is_url_store(settings.store_root()):
         raise VirnucproError(
             f"VIRNUCPRO_STORE={settings.store_root()}: the training demo predicts with the classifier from the store, "
             "which needs a file-system store; unset VIRNUCPRO_STORE or give a directory"
         )
+    os.environ.setdefault("VIRNUCPRO_TRAINING_BLOCK_SIZE", str(DEMO_BLOCK_SIZE))
+    partition = training_partition(TRAINING_SET, settings.chunk_length())
+    os.environ["VIRNUCPRO_CLASSIFIER"] = f"trained:{partition}"
+    prepare_demo_instance(home)
     print(
         "Training demo: the embedding models are tiny and random, and the GenBank CDS features are synthetic\n"
         "(an ORF rule); the classifier is really trained, but its numbers say nothing about VirNucPro's accuracy.",
         flush=True,
     )
-    os.environ.setdefault("VIRNUCPRO_TRAINING_BLOCK_SIZE", str(DEMO_BLOCK_SIZE))
-    partition = training_partition(TRAINING_SET, settings.chunk_length())
-    os.environ["VIRNUCPRO_CLASSIFIER"] = f"trained:{partition}"
-    prepare_demo_instance(home)
 
     for path, label in write_training_genomes(TRAINING_GENOMES, home / "inputs" / "training", max_length=60_000):
         entry, _, _ = add_training_genomes(path, label, TRAINING_SET)
@@ -120,9 +122,6 @@ def run_training_demo(home: Path) -> None:
     command = [sys.executable, "-m", "virnucpro_assets.cli", "run", str(reads_file)]
     if subprocess.run(command, env=os.environ).returncode != 0:
         raise VirnucproError(f"predicting {reads_file} with the trained classifier failed (its error is above)")
-
-    import dagster as dg
-
     report = Path(stored_locations(dg.DagsterInstance.get(), HELD_BACK_SAMPLE)["sample_report"])
     metrics = json.loads((classifier_dir / "metrics.json").read_text())
     print(f"\nTraining demo done. Instance: {os.environ['DAGSTER_HOME']}  Store: {os.environ['VIRNUCPRO_STORE']}")
