@@ -106,4 +106,3 @@ def test_training_demo_trains_then_predicts_held_back_reads_with_its_classifier(
             resolver = get_stale_status_resolver(instance, list(defs.assets))
             statuses[name] = resolver.get_status(dg.AssetKey("predictions"), partition).value
         assert statuses == {"trained": "FRESH", "random": "STALE"}
-
