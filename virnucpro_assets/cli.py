@@ -10,6 +10,7 @@
   add-training-genomes FILE.gbff[.gz] --label viral|other [--set NAME]
                                   add GenBank genomes to a training set (a dynamic partition per chunk length)
   demo                            the offline demo: bundled reads, tiny models, whole graph
+  demo --train                    the offline training demo: train a classifier, predict held-back reads
   devices                         each GPU device, and which step holds it now
   compare-precision INPUT         half precision against fp32 on your own models and sequences
 """
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     genomes.add_argument("--chunk-length", type=int, help="300 or 500 (default: VIRNUCPRO_CHUNK_LENGTH)")
     demo = commands.add_parser("demo", help="run the offline demo sample end to end")
     demo.add_argument("--home", type=Path, default=DEMO_HOME, help="where the demo instance, store and models live")
+    demo.add_argument(
+        "--train", action="store_true", help="instead: train a classifier on bundled genomes, then predict reads of other genomes with it"
+    )
     commands.add_parser("devices", help="show each GPU device and which step holds it now")
     precision.add_command(commands)
     args = parser.parse_args(argv)
@@ -108,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             materialize_sample(args.sample)
         elif args.command == "remove-sample":
             return remove_sample_command(args.name, args.yes)
+        elif args.command == "demo" and args.train:
+            from virnucpro_assets.demo.training import run_training_demo
+
+            run_training_demo(args.home.absolute())
         elif args.command == "demo":
             from virnucpro_assets.demo import run_demo
 

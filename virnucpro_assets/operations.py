@@ -101,13 +101,28 @@ def sample_stages(sample: str) -> list[tuple[list[str], list[str]]]:
     """(asset names, partition keys) of each stage of a sample, in the order they run."""
     from virnucpro_assets.definitions import defs, partitions
 
-    assets = list(defs.assets)
-    stages = [(["sample_reads"], [sample])]
-    shard_assets = [a.key.to_user_string() for a in assets if _partitioned_by_shard(a)]
-    stages.append((shard_assets, [str(p) for p in partitions.shard_partitions(sample)]))
-    sample_assets = [a.key.to_user_string() for a in assets if a.key.to_user_string() != "sample_reads" and not _partitioned_by_shard(a)]
-    if sample_assets:
-        stages.append((sample_assets, [sample]))
+    shards = [str(p) for p in partitions.shard_partitions(sample)]
+    return [(["sample_reads"], [sample]), *_stages(defs, partitions.sample_shard, shards, partitions.samples, sample, {"sample_reads"})]
+
+
+def training_stages(partition: str) -> list[tuple[list[str], list[str]]]:
+    """(asset names, partition keys) of each stage of a training set partition (`<set>-<length>`):
+    training pairs to merged features per shard, then the classifier."""
+    from virnucpro_assets.definitions import defs, partitions
+
+    shards = [f"{partition}|{shard}" for shard in partitions.shard_keys]
+    return _stages(defs, partitions.training_shard, shards, partitions.training_sets, partition)
+
+
+def _stages(defs, shard_partitions, shard_keys, whole_partitions, key, done=frozenset()):
+    """The assets partitioned by shard, on every shard, then those of the whole sample or set."""
+
+    def names(partitions_def):
+        return [a.key.to_user_string() for a in defs.assets if a.partitions_def == partitions_def and a.key.to_user_string() not in done]
+
+    stages = [(names(shard_partitions), shard_keys)]
+    if names(whole_partitions):
+        stages.append((names(whole_partitions), [key]))
     return stages
 
 
@@ -120,7 +135,6 @@ def materialize_sample(sample: str, observer=None) -> dict[str, str]:
     each run's events as they are stored. A failed step raises StepFailedError with its message."""
     import dagster as dg
 
-    from virnucpro_assets.definitions import defs
     from virnucpro_assets.pipeline.partitions import SAMPLES
 
     require_dagster_home()
@@ -128,8 +142,37 @@ def materialize_sample(sample: str, observer=None) -> dict[str, str]:
     release_abandoned_runs(instance)
     if not instance.has_dynamic_partition(SAMPLES, sample):
         raise VirnucproError(f"sample {sample!r} is not registered; run `virnucpro-assets add-sample PATH` first")
+    _materialize_stages(instance, sample_stages(sample), observer)
+    return stored_locations(instance, sample)
+
+
+def materialize_training_set(partition: str, observer=None) -> str:
+    """Materialize a training set partition (`<set>-<chunk length>`) from its training pairs to
+    its classifier, with the classifier's check, as `materialize_sample` does a sample. Returns the
+    directory (path or URI) holding the classifier's files."""
+    import dagster as dg
+
+    from virnucpro_assets.pipeline.partitions import TRAINING_SETS
+
+    require_dagster_home()
+    instance = dg.DagsterInstance.get()
+    release_abandoned_runs(instance)
+    if not instance.has_dynamic_partition(TRAINING_SETS, partition):
+        raise VirnucproError(
+            f"training set partition {partition!r} is not registered; add GenBank files with `virnucpro-assets add-training-genomes` first"
+        )
+    _materialize_stages(instance, training_stages(partition), observer)
+    latest = dg.AssetRecordsFilter(asset_key=dg.AssetKey("classifier"), asset_partitions=[partition])
+    return instance.fetch_materializations(latest, limit=1).records[0].asset_materialization.metadata["path"].value
+
+
+def _materialize_stages(instance, stages, observer) -> None:
+    import dagster as dg
+
+    from virnucpro_assets.definitions import defs
+
     log_level = "CRITICAL" if observer else "INFO"
-    for selection, keys in sample_stages(sample):
+    for selection, keys in stages:
         for partition in keys:
             if observer is None:
                 print(f"materializing {', '.join(selection)} [{partition}]", flush=True)
@@ -149,7 +192,6 @@ def materialize_sample(sample: str, observer=None) -> dict[str, str]:
                     raise StepFailedError(_step_failure_message(error, partition)) from None
                 except dg.Failure as failure:  # raised as it is, not wrapped
                     raise StepFailedError(f"{', '.join(selection)} [{partition}]: {failure.description}") from None
-    return stored_locations(instance, sample)
 
 
 def _step_failure_message(error, partition: str) -> str:

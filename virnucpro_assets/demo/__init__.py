@@ -6,28 +6,43 @@ import os
 from pathlib import Path
 
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
+from virnucpro_assets.errors import VirnucproError
 from virnucpro_assets.operations import add_sample, init_instance, materialize_sample, prepare_instance_home
 
-GENOMES = sorted((Path(__file__).parent / "genomes").glob("*.fna.gz"))
+_BUNDLED = Path(__file__).parent / "genomes"  # sources: genomes/SOURCES.tsv
+GENOMES = [
+    _BUNDLED / name
+    for name in (
+        "Human_chr17_hg19_40kb.fna.gz",
+        "Kutzneria_sp744_KK037166_20kb.fna.gz",
+        "phage_T7_NC_001604.fna.gz",
+        "phage_phiX174.fna.gz",
+    )
+]
+# `demo --train` trains on these and predicts reads of the held-back ones.
+TRAINING_GENOMES = [
+    _BUNDLED / name
+    for name in (
+        "phage_T7_NC_001604.fna.gz",
+        "phage_lambda_NC_001416.fna.gz",
+        "Human_chr17_hg19_40kb.fna.gz",
+        "Kutzneria_sp744_KK037166_20kb.fna.gz",
+        "Ecoli_contig_MIIJ01000039_60kb.fna.gz",
+    )
+]
+HELD_BACK_GENOMES = [
+    _BUNDLED / name
+    for name in ("phage_phiX174.fna.gz", "Bacillus_phage_Gamma_NC_007458.fna.gz", "Arabidopsis_chloroplast_NC_000932_40kb.fna.gz")
+]
 DEMO_SAMPLE = "demo_reads"
 
 
 def run_demo(home: Path) -> None:
     """Set up an instance under `home` (instance, store, demo inputs), register the demo sample and
     materialize all its partitions, then say where the results are."""
-    from virnucpro_assets import settings
-    from virnucpro_assets.demo.models import build_demo_models
-
-    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
-    os.environ.setdefault("VIRNUCPRO_STORE", str(home / "store"))
     print("Platform demo: tiny random-weight models; its predictions mean nothing biologically.", flush=True)
-    models = build_demo_models(home / "models", GENOMES, settings.chunk_length())
-    os.environ["VIRNUCPRO_DNABERT_MODEL"] = str(models.dnabert)
-    os.environ["VIRNUCPRO_ESM2_MODEL"] = str(models.esm2)
+    models = prepare_demo_instance(home)
     os.environ["VIRNUCPRO_CLASSIFIER"] = str(models.classifier)
-
-    prepare_instance_home(home / "dagster_home")
-    init_instance()
     reads_file = home / "inputs" / f"{DEMO_SAMPLE}.fasta.gz"
     if not reads_file.exists():
         reads_file.parent.mkdir(parents=True, exist_ok=True)
@@ -41,3 +56,22 @@ def run_demo(home: Path) -> None:
     print("\nResults (platform demo, random models: the predictions mean nothing biologically):")
     for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.tsv", "report.html"):
         print(f"  {report}/{name}")
+
+
+def prepare_demo_instance(home: Path):
+    """Point this process at the demo instance under `home` (its store too, unless VIRNUCPRO_STORE
+    says otherwise) and at the tiny embedding models (written on first use), set the instance up,
+    and return the demo models."""
+    from virnucpro_assets import settings
+    from virnucpro_assets.demo.models import build_demo_models
+
+    if home.exists() and not home.is_dir():
+        raise VirnucproError(f"--home {home}: not a directory")
+    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
+    os.environ.setdefault("VIRNUCPRO_STORE", str(home / "store"))
+    models = build_demo_models(home / "models", GENOMES, settings.chunk_length())
+    os.environ["VIRNUCPRO_DNABERT_MODEL"] = str(models.dnabert)
+    os.environ["VIRNUCPRO_ESM2_MODEL"] = str(models.esm2)
+    prepare_instance_home(home / "dagster_home")
+    init_instance()
+    return models
