@@ -1,6 +1,7 @@
 """Training speed of the classifier with train.py's recipe: epochs per second and time until early
 stopping, on N rows of synthetic merged features (default 1M x 3328), on the CPU and on a GPU.
-One JSON line per device. Imports torch and numpy only (and the project's training loop).
+One JSON line per epoch as it ends (so that a run cut short still says something), then one per
+device. Imports torch and numpy only (and the project's training loop).
 
   python -m benchmarks.train_classifier --rows 1000000 --max-epochs 4 --devices cpu cuda
 """
@@ -41,7 +42,25 @@ def main() -> None:
             print(json.dumps({"benchmark": "train_classifier", "device": device, "skipped": "no CUDA device"}), flush=True)
             continue
         started = time.perf_counter()
-        result = train(features, labels, TrainingConfig(max_epochs=args.max_epochs), device=device)
+        result = train(
+            features,
+            labels,
+            TrainingConfig(max_epochs=args.max_epochs),
+            device=device,
+            on_epoch=lambda epoch, device=device: print(
+                json.dumps(
+                    {
+                        "benchmark": "train_classifier_epoch",
+                        "device": device,
+                        "epoch": epoch.epoch,
+                        "seconds": round(epoch.seconds, 3),
+                        "train_loss": round(epoch.train_loss, 5),
+                        "test_loss": round(epoch.test.loss, 5),
+                    }
+                ),
+                flush=True,
+            ),
+        )
         total = time.perf_counter() - started
         seconds = [epoch.seconds for epoch in result.epochs]
         print(

@@ -180,4 +180,6 @@ def test_train_classifier(monkeypatch, capsys):
     from benchmarks import train_classifier
 
     lines = run(train_classifier, monkeypatch, capsys, "--rows", 300, "--width", 16, "--max-epochs", 2, "--devices", "cpu")
-    assert lines[0]["device"] == "cpu" and lines[0]["epochs"] == 2 and lines[0]["epochs_per_s"] > 0
+    epochs, summary = lines[:-1], lines[-1]
+    assert [line["epoch"] for line in epochs] == [1, 2] and all(line["seconds"] > 0 for line in epochs)
+    assert summary["device"] == "cpu" and summary["epochs"] == 2 and summary["epochs_per_s"] > 0
