@@ -80,8 +80,8 @@ class ModelsResource(dg.ConfigurableResource):
         elif run.asset_selection:
             selected = {key.to_user_string() for key in run.asset_selection}
         else:
-            return tuple(MODEL_OF_ASSET.values())
-        return tuple(model for asset, model in MODEL_OF_ASSET.items() if asset in selected)
+            selected = set(MODEL_OF_ASSET)
+        return tuple(dict.fromkeys(model for asset, model in MODEL_OF_ASSET.items() if asset in selected))
 
     def compiled_models(self) -> set[str]:
         names = {name.strip() for name in self.compile.split(",")} - {"", "none"}
