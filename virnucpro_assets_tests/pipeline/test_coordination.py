@@ -22,7 +22,7 @@ def test_queued_runs_share_two_devices_one_step_each(tmp_path, demo_models, geno
 
     instance = Instance(tmp_path, demo_models, max_concurrent_runs=2, VIRNUCPRO_FAKE_GPUS="2", VIRNUCPRO_SHARDS="4")
     reads = tmp_path / "coord.fasta"
-    write_fasta(cut_reads(genomes, count=4000, lengths=(500,), seed=5), reads)
+    write_fasta(cut_reads(genomes, count=2000, lengths=(500,), seed=5), reads)
     assert "gpu pool limit 2" in instance.cli("virnucpro-assets", "init")
     instance.cli("virnucpro-assets", "add-sample", str(reads))
     instance.cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", "coord")
