@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks import compiler_warm_up, dnabert_throughput, esm2_fp8, esm2_throughput, io_managers, multi_gpu, pipeline, tensor_store
+from benchmarks import (
+    compiler_warm_up,
+    distributed,
+    dnabert_throughput,
+    esm2_fp8,
+    esm2_throughput,
+    io_managers,
+    multi_gpu,
+    pipeline,
+    tensor_store,
+)
 
 
 def run(module, monkeypatch, capsys, *arguments) -> list[dict]:
@@ -151,3 +161,15 @@ def test_train_classifier(monkeypatch, capsys):
 
     lines = run(train_classifier, monkeypatch, capsys, "--rows", 300, "--width", 16, "--max-epochs", 2, "--devices", "cpu")
     assert lines[0]["device"] == "cpu" and lines[0]["epochs"] == 2 and lines[0]["epochs_per_s"] > 0
+
+
+def test_distributed(monkeypatch, capsys):
+    """Real PostgreSQL, Redis, daemons and Celery workers of two simulated hosts, four short stand-in steps."""
+    lines = run(distributed, monkeypatch, capsys, "--hosts", 2, "--devices-per-host", 1, "--partitions", 4, "--step-seconds", 0.2)
+    single, celery, comparison = lines
+    assert (single["path"], single["devices"], celery["path"], celery["hosts"]) == ("single host, in-process", 2, "celery", 2)
+    assert set(celery["busy_fraction_per_device"]) <= {"host-0/fake-0", "host-1/fake-0"}
+    for line in (single, celery):
+        assert line["partitions"] == sum(line["steps_per_device"].values()) == 4
+        assert all(0 < busy <= 1 for busy in line["busy_fraction_per_device"].values())
+    assert comparison["benchmark"] == "distributed_comparison" and comparison["wall_celery_over_single"] > 0

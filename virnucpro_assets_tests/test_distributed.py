@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 
 from benchmarks.common import running_daemon
+from benchmarks.servers import postgres_server, redis_server
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.models import build_demo_models
 from virnucpro_assets.demo.reads import cut_reads, write_fasta
@@ -26,7 +27,6 @@ from virnucpro_assets.gpu.inventory import Device, discover_devices
 from virnucpro_assets.gpu.leases import device_holders
 from virnucpro_assets.pipeline.executors import GPU_QUEUE
 from virnucpro_assets_tests.daemon import BIN, CHECKOUT, wait_for
-from virnucpro_assets_tests.servers import postgres_server, redis_server
 
 SHARDS = ["000", "001", "002", "003"]
 SHARD_ASSETS = ("translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
