@@ -85,9 +85,13 @@ def write_worker_config(home: Path, settings: Settings) -> Path:
 
 def worker_command(worker: Worker, config: Path) -> list[str]:
     bin_dir = Path(sys.executable).parent
+    # The code location is imported once by the worker's main process (`-i`), before it forks the
+    # processes that run steps: they, and one started again after a lost one, start with it loaded.
+    # Importing it initializes no CUDA, so the forked processes can still use the GPU.
     return [
         str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-q", worker.queue, "-y", str(config),
-        "-n", worker.name, "-l", "INFO", "--", f"--concurrency={worker.concurrency}", "--pool=prefork",
+        "-n", worker.name, "-l", "INFO", "-i", "virnucpro_assets.definitions",
+        "--", f"--concurrency={worker.concurrency}", "--pool=prefork",
     ]  # fmt: skip
 
 
