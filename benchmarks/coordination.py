@@ -74,10 +74,10 @@ def backfill_stand_in(env: dict[str, str], scratch: Path, gpu_slots: int) -> tup
             return [{k: v.value for k, v in record.asset_materialization.metadata.items()} for record in records], wall
 
 
-def lease_figures(leases: list[dict]) -> dict:
+def lease_figures(leases: list[dict], devices: int) -> dict:
     """Busy fraction (each device's lease time over the span from the first lease of any device to
-    the last release) per device and over all, and hand-offs (one step releasing a device to the
-    next step leasing it)."""
+    the last release) per device used and over all `devices` (one never used counts as idle), and
+    hand-offs (one step releasing a device to the next step leasing it)."""
     by_device = defaultdict(list)
     for lease in leases:
         by_device[lease["device"]].append((lease["leased_at"], lease["released_at"]))
@@ -92,7 +92,7 @@ def lease_figures(leases: list[dict]) -> dict:
     busy = {device: sum(end - start for start, end in intervals) for device, intervals in sorted(by_device.items())}
     return {
         "devices_used": len(by_device),
-        "busy_fraction": round(sum(busy.values()) / (len(by_device) * span), 3),
+        "busy_fraction": round(sum(busy.values()) / (devices * span), 3),
         "busy_fraction_per_device": {device: round(seconds / span, 3) for device, seconds in busy.items()},
         "steps_per_device": {device: len(intervals) for device, intervals in sorted(by_device.items())},
         "handoff_overhead_mean_s": round(sum(handoffs) / len(handoffs), 2) if handoffs else None,
@@ -113,7 +113,7 @@ def main() -> None:
         shutil.copyfile(CHECKOUT / "dagster.yaml", home / "dagster.yaml")
         env = stand_in_env(home, args.partitions, args.step_seconds, VIRNUCPRO_FAKE_GPUS=str(args.devices))
         leases, wall = backfill_stand_in(env, Path(scratch), args.devices)
-    figures = lease_figures(leases)
+    figures = lease_figures(leases, args.devices)
     emit(
         benchmark="coordination",
         devices=args.devices,

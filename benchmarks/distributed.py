@@ -11,11 +11,11 @@ partition, backfilled through the daemon.
   over its --devices-per-host simulated devices, the executor VIRNUCPRO_EXECUTOR=celery, the gpu
   pool at all GPU workers.
 
-Prints one JSON line per path: busy fraction per device and over all (lease time over the span
-from the first lease to the last release), hand-off latency (one step releasing a device to the
-next step leasing it: for Celery, the worker's result, its next task and the step's start in the
-worker), wall time from the backfill to the last run's end against the ideal; then one line
-comparing the two.
+Prints one JSON line per path: busy fraction per device used and over all devices (lease time
+over the span from the first lease to the last release; a device never used counts as idle),
+hand-off latency (one step releasing a device to the next step leasing it: for Celery, the
+worker's result, its next task and the step's start in the worker), wall time from the backfill to
+the last run's end against the ideal; then one line comparing the two.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def celery_path(scratch: Path, args) -> tuple[list[dict], float]:
 
 
 def report(path: str, devices: int, args, leases: list[dict], wall: float, hosts: int = 1) -> dict:
-    figures = lease_figures(leases)
+    figures = lease_figures(leases, devices)
     return emit(
         benchmark="distributed",
         path=path,
