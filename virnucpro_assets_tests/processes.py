@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,16 +15,11 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.servers import free_port
 from virnucpro_assets_tests.daemon import BIN, CHECKOUT, Instance, wait_for
 
 STOP_TIMEOUT_S = 60
 FINISHED_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Webserver:

@@ -8,6 +8,7 @@ import sys
 
 from benchmarks import (
     compiler_warm_up,
+    distributed,
     dnabert_throughput,
     duplicates,
     esm2_fp8,
@@ -183,3 +184,15 @@ def test_train_classifier(monkeypatch, capsys):
     epochs, summary = lines[:-1], lines[-1]
     assert [line["epoch"] for line in epochs] == [1, 2] and all(line["seconds"] > 0 for line in epochs)
     assert summary["device"] == "cpu" and summary["epochs"] == 2 and summary["epochs_per_s"] > 0
+
+
+def test_distributed(monkeypatch, capsys):
+    """Real PostgreSQL, Redis, daemons and Celery workers of two simulated hosts, two short stand-in steps."""
+    lines = run(distributed, monkeypatch, capsys, "--hosts", 2, "--devices-per-host", 1, "--partitions", 2, "--step-seconds", 0.2)
+    single, celery, comparison = lines
+    assert (single["path"], single["devices"], celery["path"], celery["hosts"]) == ("single host, in-process", 2, "celery", 2)
+    assert set(celery["busy_fraction_per_device"]) <= {"host-0/fake-0", "host-1/fake-0"}
+    for line in (single, celery):
+        assert line["partitions"] == sum(line["steps_per_device"].values()) == 2
+        assert all(0 < busy <= 1 for busy in line["busy_fraction_per_device"].values())
+    assert comparison["benchmark"] == "distributed_comparison" and comparison["wall_celery_over_single"] > 0

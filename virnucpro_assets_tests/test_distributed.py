@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 
 from benchmarks.common import running_daemon
+from benchmarks.servers import postgres_server, redis_server
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.models import build_demo_models
 from virnucpro_assets.demo.reads import cut_reads, write_fasta
@@ -26,7 +27,6 @@ from virnucpro_assets.gpu.inventory import Device, discover_devices
 from virnucpro_assets.gpu.leases import device_holders
 from virnucpro_assets.pipeline.executors import GPU_QUEUE
 from virnucpro_assets_tests.daemon import BIN, CHECKOUT, wait_for
-from virnucpro_assets_tests.servers import postgres_server, redis_server
 
 SHARDS = ["000", "001", "002", "003"]
 SHARD_ASSETS = ("translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
@@ -81,6 +81,24 @@ class Host:
         return holder.details if holder.held and holder.details.get("asset") == asset and "pid" in holder.details else None
 
 
+def freeze_a_step_holding_its_device(hosts: list[Host], asset: str) -> tuple[Host, dict]:
+    """SIGSTOP the worker process of a step of `asset` while it holds its device, found by polling
+    the hosts' lease files and confirmed after the stop: it is then certainly mid-step, and stays
+    there until the test lets it go (SIGCONT) or kills it. A step that released its device between
+    the read and the stop is let go, and the next one is taken."""
+
+    def frozen():
+        for host in hosts:
+            if holder := host.holder(asset):
+                os.kill(holder["pid"], signal.SIGSTOP)
+                if host.holder(asset) == holder:
+                    return host, holder
+                os.kill(holder["pid"], signal.SIGCONT)
+        return None
+
+    return wait_for(frozen, TIMEOUT_S, f"a {asset} step holding its device", poll=0.02)
+
+
 def digests(directory: Path, names) -> dict[str, str]:
     return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names}
 
@@ -105,7 +123,8 @@ def describe_runs(instance) -> str:
 
 def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_and_a_broker_restart(tmp_path, models, genomes):
     reads = tmp_path / "s.fasta"
-    # Enough proteins per shard that an ESM-2 step holds its device for a while, not milliseconds.
+    # Enough proteins per shard that a GPU step holds its device for tenths of a second (long enough
+    # to be seen in its lease file and frozen there), not milliseconds.
     write_fasta(cut_reads(genomes, count=1200, lengths=(500,), seed=5), reads)
     model_settings = {
         "VIRNUCPRO_DNABERT_MODEL": str(models.dnabert),
@@ -126,14 +145,17 @@ def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_an
             "VIRNUCPRO_STORE": str(tmp_path / "store"),
             "VIRNUCPRO_EXECUTOR": "celery",
             "VIRNUCPRO_CELERY_BROKER": broker.url,
-            "VIRNUCPRO_SENSOR_INTERVAL": "1",
+            "VIRNUCPRO_SENSOR_INTERVAL": "2",
         }
         host_a = Host(tmp_path, "host-a", common, VIRNUCPRO_FAKE_GPUS="1")
         host_b = Host(tmp_path, "host-b", common, VIRNUCPRO_FAKE_GPUS="1")
         host_c = Host(tmp_path, "host-c", common)
-        for host in (host_a, host_b, host_c):
-            assert "(PostgreSQL): gpu pool limit 2" in host.cli("virnucpro-assets", "init", "--postgres", postgres.url, "--gpu-slots", "2")
+        assert "(PostgreSQL): gpu pool limit 2" in host_a.cli("virnucpro-assets", "init", "--postgres", postgres.url, "--gpu-slots", "2")
+        # The other hosts' instance is the same file (init on each does the same, at a few seconds of imports each).
         config = (host_a.home / "dagster.yaml").read_text()
+        for host in (host_b, host_c):
+            host.home.mkdir()
+            (host.home / "dagster.yaml").write_text(config)
         (host_a.home / "dagster.yaml").write_text(config.replace("max_concurrent_runs: 32", "max_concurrent_runs: 4"))
 
         with (
@@ -147,21 +169,20 @@ def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_an
             inbox.mkdir()
             (inbox / "s.fasta").write_bytes(reads.read_bytes())
 
-            # The broker stops while a GPU step is in flight, for OUTAGE_S: runs wait, none fails.
-            wait_for(
-                lambda: host_a.holder("dnabert_embeddings") or host_b.holder("dnabert_embeddings"), TIMEOUT_S, "a DNABERT step", poll=0.05
-            )
+            # The broker stops for OUTAGE_S while a GPU step is in flight, and the step ends during the
+            # outage (its result has nowhere to go until the broker is back): runs wait, none fails.
+            host, holder = freeze_a_step_holding_its_device([host_a, host_b], "dnabert_embeddings")
             broker.stop()
-            time.sleep(OUTAGE_S)
+            stopped = time.monotonic()
+            os.kill(holder["pid"], signal.SIGCONT)
+            wait_for(lambda: host.holder("dnabert_embeddings") != holder, TIMEOUT_S, "the DNABERT step to release its device")
+            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
             during = {run.run_id: run.status for run in instance.get_runs()}
             broker.start()
             assert dg.DagsterRunStatus.STARTED in during.values() and dg.DagsterRunStatus.FAILURE not in during.values(), during
 
-            # kill -9 the worker process running an ESM-2 step.
-            host, holder = wait_for(
-                lambda: next(((h, d) for h in (host_a, host_b) if (d := h.holder("esm2_embeddings"))), None),
-                TIMEOUT_S, "an ESM-2 step", poll=0.05,
-            )  # fmt: skip
+            # kill -9 the worker process of an ESM-2 step while it holds its device.
+            host, holder = freeze_a_step_holding_its_device([host_a, host_b], "esm2_embeddings")
             os.kill(holder["pid"], signal.SIGKILL)
             killed_run_id, killed_partition = holder["run_id"], holder["partition"]
 

@@ -8,8 +8,11 @@ device: CUDA_VISIBLE_DEVICES is set to the device's UUID ("GPU-…"; "fake-<i>" 
 so inside it the device is cuda:0 and its identity (host + UUID) is still its own.
 
 This process supervises them: SIGTERM or SIGINT stops them all (Celery's warm shutdown, then SIGKILL
-after STOP_TIMEOUT_S); a worker that exits on its own stops the others and this command fails,
-naming it.
+after STOP_TIMEOUT_S). A worker that exits on its own after running for STARTUP_S is started again:
+Celery 5.7's worker can exit ("Unrecoverable error: AttributeError ... 'hostname'") when the broker
+connection drops while it holds an unacknowledged step, after finishing that step (warm shutdown);
+without a restart its queue on this host would be left with no worker. One that exits sooner (a
+configuration error) stops the others and this command fails, naming it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from virnucpro_assets.pipeline.executors import CPU_QUEUE, GPU_QUEUE, celery_con
 from virnucpro_assets.settings import Settings, host_name
 
 STOP_TIMEOUT_S = 30
+STARTUP_S = 30
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,13 @@ def write_worker_config(home: Path, settings: Settings) -> Path:
 
 def worker_command(worker: Worker, config: Path) -> list[str]:
     bin_dir = Path(sys.executable).parent
+    # The code location is imported once by the worker's main process (`-i`), before it forks the
+    # processes that run steps: they, and one started again after a lost one, start with it loaded.
+    # Importing it initializes no CUDA, so the forked processes can still use the GPU.
     return [
         str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-q", worker.queue, "-y", str(config),
-        "-n", worker.name, "-l", "INFO", "--", f"--concurrency={worker.concurrency}", "--pool=prefork",
+        "-n", worker.name, "-l", "INFO", "-i", "virnucpro_assets.definitions",
+        "--", f"--concurrency={worker.concurrency}", "--pool=prefork",
     ]  # fmt: skip
 
 
@@ -94,26 +102,33 @@ def run_workers(workers: list[Worker], config: Path) -> int:
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda number, _: stopping.append(number))
     signal.signal(signal.SIGINT, lambda number, _: stopping.append(number))
-    processes: list[tuple[Worker, subprocess.Popen]] = []
+    running: list[tuple[Worker, subprocess.Popen, float]] = []
+
+    def start(worker: Worker) -> tuple[Worker, subprocess.Popen, float]:
+        env = {**os.environ, "PATH": path, **worker.env}
+        # Its own process group: dagster-celery starts `celery` as its child, and both must stop.
+        process = subprocess.Popen(
+            worker_command(worker, config), env={k: v for k, v in env.items() if v is not None}, start_new_session=True
+        )
+        print(f"started worker {worker.describe()}: pid {process.pid}", flush=True)
+        return worker, process, time.monotonic()
+
     try:
-        for worker in workers:
-            env = {**os.environ, "PATH": path, **worker.env}
-            # Its own process group: dagster-celery starts `celery` as its child, and both must stop.
-            process = subprocess.Popen(
-                worker_command(worker, config), env={k: v for k, v in env.items() if v is not None}, start_new_session=True
-            )
-            processes.append((worker, process))
-            print(f"started worker {worker.describe()}: pid {process.pid}", flush=True)
+        running.extend(start(worker) for worker in workers)
         while not stopping:
-            exited = [(worker, process.returncode) for worker, process in processes if process.poll() is not None]
-            if exited:
-                worker, code = exited[0]
-                print(f"virnucpro-assets: error: worker {worker.name} exited with status {code}; stopping the others", file=sys.stderr)
-                return 1
+            for index, (worker, process, started) in enumerate(running):
+                if process.poll() is None or stopping:
+                    continue
+                if time.monotonic() - started < STARTUP_S:
+                    print(f"virnucpro-assets: error: worker {worker.name} exited with status {process.returncode} "
+                          f"within {STARTUP_S} s of its start; stopping the others", file=sys.stderr)  # fmt: skip
+                    return 1
+                print(f"worker {worker.name} (pid {process.pid}) exited with status {process.returncode}; starting it again", flush=True)
+                running[index] = start(worker)
             time.sleep(0.5)
         return 0
     finally:
-        stop_workers([process for _, process in processes])
+        stop_workers([process for _, process, _ in running])
 
 
 def stop_workers(processes: list[subprocess.Popen]) -> None:

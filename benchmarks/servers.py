@@ -1,5 +1,5 @@
-"""Real PostgreSQL and Redis servers for tests: Debian's binaries, a temporary directory each,
-127.0.0.1 and a free port, stopped by their pid (also when the test fails).
+"""Real PostgreSQL and Redis servers for tests and benchmarks: Debian's binaries, a temporary
+directory each, 127.0.0.1 and a free port, stopped by their pid (also when the caller fails).
 
 PostgreSQL refuses to run as root: as root, the server and `initdb` run as the unprivileged user
 `nobody` (their directory is made theirs); otherwise as the current user. Redis keeps its data in
@@ -14,16 +14,22 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from virnucpro_assets_tests.processes import free_port
-
 STOP_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def postgres_bin() -> Path:
@@ -33,7 +39,7 @@ def postgres_bin() -> Path:
         return found[-1].parent
     on_path = shutil.which("postgres")
     if on_path is None:
-        raise RuntimeError("PostgreSQL is not installed: `make test` installs Debian's postgresql package")
+        raise RuntimeError("PostgreSQL is not installed: `make test` installs Debian's postgresql package (apt-get install postgresql)")
     return Path(on_path).parent
 
 
@@ -48,11 +54,11 @@ def wait_until(condition, seconds: float, what: str, process: subprocess.Popen |
     raise RuntimeError(f"timed out after {seconds} s waiting for {what}")
 
 
-def stop(process: subprocess.Popen, number: int = signal.SIGTERM) -> None:
+def stop(process: subprocess.Popen, number: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> None:
     if process.poll() is None:
         process.send_signal(number)
         try:
-            process.wait(STOP_TIMEOUT_S)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -144,3 +150,22 @@ def redis_server(directory: Path) -> Iterator[Redis]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def running_workers(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """`virnucpro-assets worker ARGS` (as a module, so it also runs from a PYTHONPATH) for the
+    block, its output in `log`; stopped by SIGTERM to its pid (it stops its workers), then its
+    process group is killed so that nothing outlives the block."""
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "virnucpro_assets.cli", "worker", *args],
+            env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        stop(process, timeout=2 * STOP_TIMEOUT_S)  # its workers' warm shutdown takes up to STOP_TIMEOUT_S
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
