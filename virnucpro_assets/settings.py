@@ -85,7 +85,7 @@ class Settings:
             inbox_follows_links=inbox_follows_links(),
             virus_threshold=virus_threshold(),
             training_block_size=_whole_number("VIRNUCPRO_TRAINING_BLOCK_SIZE", 10_000),
-            min_test_auroc=_fraction("VIRNUCPRO_MIN_TEST_AUROC", 0.9),
+            min_test_auroc=_fraction(os.environ.get("VIRNUCPRO_MIN_TEST_AUROC", "0.9"), "VIRNUCPRO_MIN_TEST_AUROC"),
             executor=executor(),
             celery_broker=celery_broker(),
             celery_backend=model_source("VIRNUCPRO_CELERY_BACKEND", "") or celery_broker(),
@@ -157,13 +157,7 @@ def virus_threshold() -> float:
 
 
 def check_virus_threshold(value: float | str, source: str) -> float:
-    try:
-        threshold = float(value)
-    except ValueError:
-        threshold = math.nan
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigurationError(f"{source}={value!r}: give the virus score a read needs to be called virus, a number from 0 to 1")
-    return threshold
+    return _fraction(value, source, "give the virus score a read needs to be called virus, a number from 0 to 1")
 
 
 def host_name() -> str:
@@ -217,12 +211,11 @@ def _whole_number(variable: str, default: int) -> int:
     return int(value)
 
 
-def _fraction(variable: str, default: float) -> float:
-    value = os.environ.get(variable, str(default))
+def _fraction(value: float | str, source: str, hint: str = "give a number from 0 to 1") -> float:
     try:
         number = float(value)
     except ValueError:
         number = math.nan
     if not 0.0 <= number <= 1.0:
-        raise ConfigurationError(f"{variable}={value!r}: give a number from 0 to 1")
+        raise ConfigurationError(f"{source}={value!r}: {hint}")
     return number
