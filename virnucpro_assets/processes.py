@@ -32,3 +32,12 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return process_start(pid) is not None
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of process group `group` is still running."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.servers import free_port
+from virnucpro_assets.processes import group_alive
 from virnucpro_assets_tests.daemon import BIN, CHECKOUT, Instance, wait_for
 
 STOP_TIMEOUT_S = 60
@@ -116,11 +117,3 @@ def stop(process: subprocess.Popen) -> None:
     if group_alive(process.pid):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-
-
-def group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -31,6 +31,7 @@ import yaml
 from virnucpro_assets.errors import VirnucproError
 from virnucpro_assets.gpu.inventory import Device, discover_devices
 from virnucpro_assets.pipeline.executors import CPU_QUEUE, GPU_QUEUE, celery_config
+from virnucpro_assets.processes import group_alive
 from virnucpro_assets.settings import Settings, host_name
 
 STOP_TIMEOUT_S = 30
@@ -138,7 +139,7 @@ def stop_workers(processes: list[subprocess.Popen]) -> None:
         _signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for process in processes:
-        while (process.poll() is None or _group_alive(process.pid)) and time.monotonic() < deadline:
+        while (process.poll() is None or group_alive(process.pid)) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal_group(process, signal.SIGKILL)
         process.wait()
@@ -147,11 +148,3 @@ def stop_workers(processes: list[subprocess.Popen]) -> None:
 def _signal_group(process: subprocess.Popen, number: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, number)
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
