@@ -180,10 +180,12 @@ def test_compiler_warm_up(monkeypatch, capsys):
 def test_train_classifier(monkeypatch, capsys):
     from benchmarks import train_classifier
 
-    lines = run(train_classifier, monkeypatch, capsys, "--rows", 300, "--width", 16, "--max-epochs", 2, "--devices", "cpu")
-    epochs, summary = lines[:-1], lines[-1]
+    lines = run(train_classifier, monkeypatch, capsys, "--rows", 300, "--width", 16, "--baseline-epochs", 2, "--devices", "cpu")
+    features, epochs, summary, comparison = lines[0], lines[1:-2], lines[-2], lines[-1]
+    assert features["rows"] == 300 and features["width"] == 16
     assert [line["epoch"] for line in epochs] == [1, 2] and all(line["seconds"] > 0 for line in epochs)
-    assert summary["device"] == "cpu" and summary["epochs"] == 2 and summary["epochs_per_s"] > 0
+    assert (summary["device"], summary["path"], summary["epochs"]) == ("cpu", "eager", 2) and summary["epochs_per_s"] > 0
+    assert comparison == {"benchmark": "train_classifier_comparison", "epochs_to_stop": None}
 
 
 def test_distributed(monkeypatch, capsys):

@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import RandomSampler
 
+from virnucpro_assets.training.cuda_graphs import CudaGraphCapture, GraphedSteps
+
 # The published classifier's widths (virnucpro_assets.models.classifier.mlp, checked equal by the
 # tests); kept here so that this loop imports torch and numpy only and runs on bare GPU machines.
 HIDDEN_WIDTH = 512
@@ -190,9 +192,12 @@ def train(
     *,
     genomes: np.ndarray | None = None,
     device: str = "cpu",
+    cuda_graphs: bool | None = None,
     on_epoch: Callable[[Epoch], None] | None = None,
 ) -> TrainingResult:
-    """Train on rows of merged features (float32 [N, width]) with labels (1 virus, 0 others)."""
+    """Train on rows of merged features (float32 [N, width]) with labels (1 virus, 0 others).
+    On a GPU the optimizer steps are replayed from CUDA graphs (training.cuda_graphs) unless
+    `cuda_graphs=False`."""
     features = torch.as_tensor(features, dtype=torch.float32).to(device)
     targets = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(device)
     train_rows, test_rows = split_rows(len(targets), config, genomes)
@@ -206,6 +211,20 @@ def train(
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
 
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(features[batch]), targets[batch])
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    if cuda_graphs is None:
+        cuda_graphs = features.device.type == "cuda"
+    graphed = None
+    if cuda_graphs:
+        capture = CudaGraphCapture(features.device)
+        graphed = GraphedSteps(step, config.batch_size, features.device, capture, capture.warm_up)
+
     epochs: list[Epoch] = []
     best_loss, best_epoch, best_state, waited, stopped = math.inf, 0, None, 0, False
     for number in range(1, config.max_epochs + 1):
@@ -215,17 +234,15 @@ def train(
         _loader_starts()
         positions = torch.tensor(list(RandomSampler(range(len(train_rows)))), dtype=torch.int64)
         order = train_index[positions.to(device)]
-        total, batches = torch.zeros((), device=device), 0
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            if len(batch) < 2:
-                continue
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(features[batch]), targets[batch])
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
-            batches += 1
+        if graphed is not None:
+            total, batches = graphed.run_epoch(order, learning_rate)
+        else:
+            total, batches = torch.zeros((), device=device), 0
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                if len(batch) >= 2:
+                    total += step(batch)
+                    batches += 1
         train_loss = float(total) / batches
         metrics, _ = evaluate(model, features, targets, test_index, config.batch_size)
         epoch = Epoch(number, train_loss, learning_rate, metrics, time.perf_counter() - started)

@@ -1,6 +1,7 @@
 """The training loop against a reference written the way train.py is built (DataLoader over a
 Subset, a module with its own forward, an EarlyStopping that keeps `state_dict()`), seeded."""
 
+import contextlib
 import math
 import random
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
+from virnucpro_assets.training import trainer
 from virnucpro_assets.training.trainer import TrainingConfig, auroc, split_rows, train
 
 WIDTH = 24
@@ -146,3 +148,33 @@ def test_the_loop_builds_the_published_classifier_shape():
     from virnucpro_assets.training import trainer
 
     assert (mlp.HIDDEN_WIDTH, len(mlp.CLASS_LABELS)) == (trainer.HIDDEN_WIDTH, trainer.CLASSES)
+
+
+class ReplayOnCPU:
+    """CudaGraphCapture's part, on the CPU: what it 'captures' runs again at each replay."""
+
+    def __init__(self, device):
+        self.captures = 0
+
+    def __call__(self, work):
+        self.captures += 1
+        return work
+
+    warm_up = contextlib.nullcontext
+
+
+def test_graphed_steps_run_the_eager_steps(monkeypatch):
+    """The bookkeeping around the CUDA graphs (warm-up steps, blocks of STEPS_PER_GRAPH steps, single
+    steps, the short last batch eagerly, capturing again when StepLR changes the rate) runs the same
+    steps on the same rows as the eager loop: the same losses and weights, bit for bit."""
+    made = []
+    monkeypatch.setattr(trainer, "CudaGraphCapture", lambda device: made.append(ReplayOnCPU(device)) or made[-1])
+    features, labels = data(1400, separable=True)  # 1260 training rows: 3 + 32 + 4 steps, then 12 rows
+    config = TrainingConfig(torch_seed=2, max_epochs=5, step_size=2)
+    eager = train(features, labels, config, cuda_graphs=False)
+    graphed = train(features, labels, config, cuda_graphs=True)
+
+    assert made[0].captures == 2 * 3  # two graphs at each of the rates of epochs 1-2, 3-4 and 5
+    assert [(e.train_loss, e.test.loss) for e in graphed.epochs] == [(e.train_loss, e.test.loss) for e in eager.epochs]
+    for name, value in eager.model.state_dict().items():
+        assert torch.equal(graphed.model.state_dict()[name], value), name
