@@ -239,11 +239,33 @@ def remove_sample(name: str) -> list[str]:
     assets = store.sample_assets(name)
     if not partitioned and not assets and not registry.has_entry(name):
         raise VirnucproError(f"there is no sample {name!r}: no partition, no registry entry and no files in {store.root}")
+    in_flight = runs_in_flight(instance, name)
+    if in_flight:
+        listed = ", ".join(f"{run.run_id} ({run.status.value.lower()}, {run.tags['dagster/partition']})" for run in in_flight[:5])
+        more = f" and {len(in_flight) - 5} more" if len(in_flight) > 5 else ""
+        raise VirnucproError(
+            f"not removing sample {name!r}: {len(in_flight)} run{'s' if len(in_flight) > 1 else ''} of it "
+            f"{'are' if len(in_flight) > 1 else 'is'} queued or running ({listed}{more}); wait for "
+            f"{'them' if len(in_flight) > 1 else 'it'} to end, or terminate {'them' if len(in_flight) > 1 else 'it'} "
+            "in the Dagster UI (Runs), then remove the sample"
+        )
     removed = [str(directory) for directory in (store.remove_sample(asset, name) for asset in assets) if directory is not None]
     registry.remove(name)
     if partitioned:
         instance.delete_dynamic_partition(SAMPLES, name)
     return removed
+
+
+def runs_in_flight(instance, sample: str) -> list:
+    """The queued, starting or running runs of any partition of `sample` (its own, or one of its shards)."""
+    import dagster as dg
+
+    from virnucpro_assets.pipeline.partitions import sample_and_shard
+
+    statuses = [dg.DagsterRunStatus[s] for s in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")]
+    runs = instance.get_runs(dg.RunsFilter(statuses=statuses))
+    partitions = [(run, run.tags.get("dagster/partition", "")) for run in runs]
+    return [run for run, key in partitions if sample in (key, sample_and_shard(key)[0])]
 
 
 def stored_locations(instance, sample: str) -> dict[str, str]:

@@ -145,6 +145,12 @@ def test_a_failing_step_is_one_line(tmp_path, demo_model_settings):
 # --- `remove-sample` ---------------------------------------------------------------------------
 
 
+def instance_of(home: str):
+    import dagster as dg
+
+    return dg.DagsterInstance.from_config(home)
+
+
 def test_remove_sample_deletes_its_files_entry_and_partition_only(tmp_path, genome_reads):
     import dagster as dg
 
@@ -166,6 +172,17 @@ def test_remove_sample_deletes_its_files_entry_and_partition_only(tmp_path, geno
     assert refused.returncode == 1 and "pass --yes" in refused.stderr
     assert (store / "sample_reads" / "sample=drop").exists()
 
+    # A run of one of its shards still going: nothing is removed.
+    running = dg.DagsterRun(job_name="shard_pipeline", run_id="5ca1ab1e-0000-4000-8000-000000000001",
+                           status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "drop|001"})  # fmt: skip
+    with instance_of(env["DAGSTER_HOME"]) as instance:
+        instance.add_run(running)
+    busy = run_command(["remove-sample", "drop", "--yes"], tmp_path, env)
+    assert busy.returncode == 1 and f"1 run of it is queued or running ({running.run_id} (started, drop|001))" in busy.stderr
+    assert (store / "sample_reads" / "sample=drop").exists() and (store / "_samples" / "drop.json").exists()
+    with instance_of(env["DAGSTER_HOME"]) as instance:
+        instance.delete_run(running.run_id)
+
     removed = run_command(["remove-sample", "drop", "--yes"], tmp_path, env)
     assert removed.returncode == 0, removed.stderr
     assert removed.stdout.strip() == "removed sample 'drop': 2 stored directories, its registry entry and its partition"
@@ -174,12 +191,8 @@ def test_remove_sample_deletes_its_files_entry_and_partition_only(tmp_path, geno
     assert (store / "sample_reads" / "sample=keep").is_dir()
     assert (store / "sample_reads" / "sample=keep" / "shard=000.parquet").is_file()
     assert (store / "_samples" / "keep.json").exists()
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
-    try:
-        with dg.DagsterInstance.get() as instance:
-            assert instance.get_dynamic_partitions("samples") == ["keep"]
-    finally:
-        del os.environ["DAGSTER_HOME"]
+    with instance_of(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_dynamic_partitions("samples") == ["keep"]
 
     again = run_command(["remove-sample", "drop", "--yes"], tmp_path, env)
     assert again.returncode == 1 and "there is no sample 'drop'" in again.stderr
