@@ -225,6 +225,8 @@ def report(**changes):
                     "model_sha256": "ab" * 32,
                     "embed_s": 1.5,
                     "model_load_s": 0.5,
+                    "pairs": 7,
+                    "distinct_sequences": 5,
                     "tokens": 300,
                     "device": "cpu",
                 },
@@ -233,6 +235,8 @@ def report(**changes):
                     "model_sha256": "ab" * 32,
                     "embed_s": 0.5,
                     "model_load_s": 0.5,
+                    "pairs": 4,
+                    "distinct_sequences": 4,
                     "tokens": 100,
                     "device": "cpu",
                 },
@@ -271,7 +275,9 @@ def test_report_files_keep_the_originals_and_add_every_read_and_the_page():
     top = top[: top.index("</table>")]
     assert re.findall(r"<code>(\w+)</code>", top) == ["long", "edge", "below"]  # by score, unscored left out
     timings = page[page.index('<table id="timings">') :]
-    assert "2.000" in timings and "200.0" in timings  # ESM-2 over both shards: 2 s embedding, 400 tokens
+    total = re.search(r"<th>ESM-2</th><th>all \(2\)</th>(.*?)</tr>", timings).group(1)
+    # over both shards: 11 pairs, 9 distinct sequences, 1 s loading, 2 s embedding 400 tokens
+    assert re.findall(r'class="number">([^<]*)<', total) == ["11", "9", "1.000", "2.000", "400", "200.0"]
 
 
 def test_the_page_escapes_user_data_and_loads_nothing_from_outside():

@@ -31,6 +31,8 @@ PROVENANCE_KEYS = (
     "classifier_sha256",
     "device",
     "precision",
+    "pairs",
+    "distinct_sequences",
     "tokens",
     "tokens_per_s",
     "model_load_s",
@@ -183,6 +185,20 @@ def _models_table(provenance: Provenance) -> str:
     )
 
 
+def _total(shards: Mapping[str, Mapping[str, object]], key: str) -> float | None:
+    """The sum over the shards, or None when a shard did not record it (an older materialization)."""
+    values = [recorded.get(key) for recorded in shards.values()]
+    return None if any(value is None for value in values) else sum(float(value) for value in values)
+
+
+def _number(value: float | None, key: str) -> str:
+    if value is None:
+        return "—"
+    if key == "tokens_per_s":
+        return f"{value:.1f}"
+    return f"{value:.3f}" if key.endswith("_s") else f"{int(value)}"
+
+
 def _timings_table(provenance: Provenance) -> str:
     rows = []
     for asset, label in GPU_STEPS:
@@ -193,24 +209,23 @@ def _timings_table(provenance: Provenance) -> str:
                 + "".join(f"<td>{_e(recorded.get(key, '—'))}</td>" for key in ("device", "precision"))
                 + "".join(
                     f'<td class="number">{_e(recorded.get(key, "—"))}</td>'
-                    for key in ("model_load_s", "embed_s", "tokens", "tokens_per_s")
+                    for key in ("pairs", "distinct_sequences", "model_load_s", "embed_s", "tokens", "tokens_per_s")
                 )
                 + "</tr>"
             )
-        loads = [float(r["model_load_s"]) for r in shards.values() if "model_load_s" in r]
-        embeds = [float(r["embed_s"]) for r in shards.values() if "embed_s" in r]
-        tokens = [int(r["tokens"]) for r in shards.values() if "tokens" in r]
         if shards:
-            rate = f"{sum(tokens) / sum(embeds):.1f}" if sum(embeds) > 0 and len(tokens) == len(embeds) else "—"
+            total = {key: _total(shards, key) for key in ("pairs", "distinct_sequences", "model_load_s", "embed_s", "tokens")}
+            rate = total["tokens"] / total["embed_s"] if total["tokens"] is not None and total["embed_s"] else None
             rows.append(
                 f"<tr><th>{_e(label)}</th><th>all ({len(shards)})</th><td></td><td></td>"
-                f'<td class="number">{sum(loads):.3f}</td><td class="number">{sum(embeds):.3f}</td>'
-                f'<td class="number">{sum(tokens)}</td><td class="number">{rate}</td></tr>'
+                + "".join(f'<td class="number">{_number(total[key], key)}</td>' for key in total)
+                + f'<td class="number">{_number(rate, "tokens_per_s")}</td></tr>'
             )
     if not rows:
         return '<p id="timings">No GPU step materialization recorded.</p>'
     header = "".join(
-        f"<th>{name}</th>" for name in ("step", "shard", "device", "precision", "model load s", "embed s", "tokens", "tokens/s")
+        f"<th>{name}</th>"
+        for name in ("step", "shard", "device", "precision", "pairs", "distinct sequences", "model load s", "embed s", "tokens", "tokens/s")
     )
     return f'<table id="timings"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
