@@ -1,11 +1,12 @@
 """GPU coordination overhead: simulated devices, a stand-in GPU step of known duration, the real
 daemon, queued run coordinator, gpu pool and device leases of dagster.yaml / virnucpro_assets.
 
-    python -m benchmarks.coordination [--devices 4] [--partitions 16] [--step-seconds 60]
+    python -m benchmarks.coordination [--devices 4] [--partitions 16] [--step-seconds 60] [--pool-recheck 15 1]
 
-Prints one JSON line: the device-busy fraction (lease time over the span from the first lease to
+Per VIRNUCPRO_POOL_RECHECK_S given (Dagster's own backoff of up to 15 s between a blocked step's
+checks, against the default cap of 1 s), one JSON line: the device-busy fraction (lease time over the span from the first lease to
 the last release, all devices) and the hand-off overhead (from one step releasing a device to the
-next step leasing it), mean and max. benchmarks/distributed.py runs the same over Celery workers.
+next step leasing it), mean and max; then a comparison. benchmarks/distributed.py runs the same over Celery workers.
 """
 
 from __future__ import annotations
@@ -105,27 +106,47 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--step-seconds", type=float, default=60)
+    parser.add_argument(
+        "--pool-recheck", type=float, nargs="+", default=[15.0, 1.0],
+        help="VIRNUCPRO_POOL_RECHECK_S of each configuration (15: Dagster's own backoff; 1: the default)",
+    )  # fmt: skip
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as scratch:
-        home = Path(scratch) / "dagster_home"
-        home.mkdir()
-        shutil.copyfile(CHECKOUT / "dagster.yaml", home / "dagster.yaml")
-        env = stand_in_env(home, args.partitions, args.step_seconds, VIRNUCPRO_FAKE_GPUS=str(args.devices))
-        leases, wall = backfill_stand_in(env, Path(scratch), args.devices)
-    figures = lease_figures(leases, args.devices)
-    emit(
-        benchmark="coordination",
-        devices=args.devices,
-        partitions=len(leases),
-        step_seconds=args.step_seconds,
-        devices_used=figures["devices_used"],
-        busy_fraction=figures["busy_fraction"],
-        handoff_overhead_mean_s=figures["handoff_overhead_mean_s"],
-        handoff_overhead_max_s=figures["handoff_overhead_max_s"],
-        wall_s=round(wall, 1),
-        ideal_s=round(args.step_seconds * -(-args.partitions // args.devices), 1),
-    )
+    lines = []
+    for recheck in args.pool_recheck:
+        with tempfile.TemporaryDirectory() as scratch:
+            home = Path(scratch) / "dagster_home"
+            home.mkdir()
+            shutil.copyfile(CHECKOUT / "dagster.yaml", home / "dagster.yaml")
+            env = stand_in_env(
+                home, args.partitions, args.step_seconds, VIRNUCPRO_FAKE_GPUS=str(args.devices), VIRNUCPRO_POOL_RECHECK_S=str(recheck)
+            )
+            leases, wall = backfill_stand_in(env, Path(scratch), args.devices)
+        figures = lease_figures(leases, args.devices)
+        lines.append(
+            emit(
+                benchmark="coordination",
+                pool_recheck_s=recheck,
+                devices=args.devices,
+                partitions=len(leases),
+                step_seconds=args.step_seconds,
+                devices_used=figures["devices_used"],
+                busy_fraction=figures["busy_fraction"],
+                handoff_overhead_mean_s=figures["handoff_overhead_mean_s"],
+                handoff_overhead_max_s=figures["handoff_overhead_max_s"],
+                wall_s=round(wall, 1),
+                ideal_s=round(args.step_seconds * -(-args.partitions // args.devices), 1),
+            )
+        )
+    if len(lines) > 1:
+        first, last = lines[0], lines[-1]
+        emit(
+            benchmark="coordination_comparison",
+            pool_recheck_s=[first["pool_recheck_s"], last["pool_recheck_s"]],
+            handoff_mean_s=[first["handoff_overhead_mean_s"], last["handoff_overhead_mean_s"]],
+            busy_fraction=[first["busy_fraction"], last["busy_fraction"]],
+            wall_s=[first["wall_s"], last["wall_s"]],
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ import dagster as dg
 
 from virnucpro_assets.pipeline.executors import GPU_STEP_TAGS, executor_for
 from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
+from virnucpro_assets.pipeline.pool_recheck import cap_pool_recheck_interval
 from virnucpro_assets.settings import Settings
+
+settings = Settings.from_environment()
+cap_pool_recheck_interval(settings.pool_recheck_s)
 
 
 def partition_keys(count: int) -> list[str]:
@@ -32,5 +36,5 @@ defs = dg.Definitions(
     assets=[stand_in_gpu_step],
     jobs=[dg.define_asset_job("stand_in", selection=[stand_in_gpu_step])],
     resources={"gpu": GpuResource()},
-    executor=executor_for(Settings.from_environment()),
+    executor=executor_for(settings),
 )

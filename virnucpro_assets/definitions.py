@@ -14,6 +14,7 @@ from virnucpro_assets.pipeline.coordination import release_abandoned_gpu_slots
 from virnucpro_assets.pipeline.executors import executor_for
 from virnucpro_assets.pipeline.jobs import shard_pipeline
 from virnucpro_assets.pipeline.partitions import Partitions
+from virnucpro_assets.pipeline.pool_recheck import cap_pool_recheck_interval
 from virnucpro_assets.pipeline.resources import deployment_resources
 from virnucpro_assets.pipeline.sensors import inbox_sensor, retry_failed_partitions
 from virnucpro_assets.settings import Settings
@@ -49,5 +50,6 @@ def build_definitions(settings: Settings, partitions: Partitions) -> dg.Definiti
 
 
 settings = Settings.from_environment()
+cap_pool_recheck_interval(settings.pool_recheck_s)
 partitions = Partitions(settings.shards)
 defs = build_definitions(settings, partitions)

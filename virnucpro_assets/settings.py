@@ -17,6 +17,7 @@
 | VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
 | VIRNUCPRO_INBOX_FOLLOW_LINKS | 0 | 1: the inbox also takes symbolic links to files outside it (by default they are ignored) |
 | VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
+| VIRNUCPRO_POOL_RECHECK_S | 1 | most seconds between a blocked GPU step's checks for a gpu pool slot (15: Dagster's backoff) |
 | VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
 | VIRNUCPRO_GPUS | (every CUDA device) | CUDA device numbers GPU steps may use, e.g. 0,2 |
@@ -43,6 +44,7 @@ DEFAULT_CHUNK_LENGTH = 500
 # score2 >= 0.5 is score2 >= score1: the classifier's own boundary (see virnucpro_assets.results.report).
 DEFAULT_VIRUS_THRESHOLD = 0.5
 DEFAULT_SENSOR_INTERVAL = 30
+DEFAULT_POOL_RECHECK_S = 1.0
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
 EXECUTORS = ("in_process", "celery", "k8s")
@@ -67,6 +69,7 @@ class Settings:
     executor: str = "in_process"
     celery_broker: str = ""
     celery_backend: str = ""
+    pool_recheck_s: float = DEFAULT_POOL_RECHECK_S
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -89,6 +92,7 @@ class Settings:
             executor=executor(),
             celery_broker=celery_broker(),
             celery_backend=model_source("VIRNUCPRO_CELERY_BACKEND", "") or celery_broker(),
+            pool_recheck_s=pool_recheck_s(),
         )
 
 
@@ -122,6 +126,17 @@ def instance_directory() -> Path:
     """$DAGSTER_HOME, else ~/.virnucpro: where this host keeps what is not in the store."""
     home = os.environ.get("DAGSTER_HOME")
     return Path(home).expanduser() if home else Path.home() / ".virnucpro"
+
+
+def pool_recheck_s() -> float:
+    value = os.environ.get("VIRNUCPRO_POOL_RECHECK_S", str(DEFAULT_POOL_RECHECK_S))
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0.1 <= seconds <= 15:
+        raise ConfigurationError(f"VIRNUCPRO_POOL_RECHECK_S={value!r}: give seconds from 0.1 to 15 (15: Dagster's own backoff)")
+    return seconds
 
 
 def shard_count() -> int:
