@@ -23,14 +23,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks.common import emit
 from benchmarks.coordination import CHECKOUT, backfill_stand_in, lease_figures, stand_in_env
-from benchmarks.servers import postgres_server, redis_server, running_workers
-
-WORKERS_READY_S = 300
+from benchmarks.servers import postgres_server, redis_server, running_workers, wait_for_workers
 
 
 def main() -> None:
@@ -79,15 +76,7 @@ def celery_path(scratch: Path, args) -> tuple[list[dict], float]:
             )  # fmt: skip
             stack.enter_context(running_workers(env, home / "workers.log", "--gpus", "all"))
             envs.append(env)
-        # Every worker takes tasks before the first is sent, so no device idles at the start for its worker's boot.
-        deadline = time.monotonic() + WORKERS_READY_S
-        while (
-            sum((Path(env["DAGSTER_HOME"]) / "workers.log").read_text().count(" ready.") for env in envs)
-            < args.hosts * args.devices_per_host
-        ):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Celery workers were not ready after {WORKERS_READY_S} s: see {scratch}/host-*/workers.log")
-            time.sleep(0.5)
+        wait_for_workers([Path(env["DAGSTER_HOME"]) / "workers.log" for env in envs], args.hosts * args.devices_per_host)
         # The first host also runs the daemon, as in the README's two-host set-up.
         return backfill_stand_in(envs[0], Path(envs[0]["DAGSTER_HOME"]), args.hosts * args.devices_per_host)
 

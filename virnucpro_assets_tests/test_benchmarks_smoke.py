@@ -148,11 +148,12 @@ def test_tensor_store(monkeypatch, capsys, tmp_path):
 
 def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     """The real daemon, queued runs, pool and leases over two simulated devices, then one, and
-    the comparison of both (GPU figures: README, "GPU speed and precision")."""
+    the comparison of both (GPU figures: README, "GPU speed and precision"); then the one-device
+    configuration through Celery workers (a real Redis) in a second call, compared through `--against`."""
     for variable in ("VIRNUCPRO_SHARDS", "VIRNUCPRO_DNABERT_MODEL", "VIRNUCPRO_ESM2_MODEL", "VIRNUCPRO_CLASSIFIER"):
         monkeypatch.setenv(variable, "")  # the benchmark sets them; monkeypatch puts them back
-    lines = run(multi_gpu, monkeypatch, capsys, "--tiny", "--fake-devices", 2, "--reads", 200, "--shards", 2,
-                "--devices", "all,1", "--workdir", tmp_path)
+    arguments = ("--tiny", "--fake-devices", 2, "--reads", 200, "--shards", 2)
+    lines = run(multi_gpu, monkeypatch, capsys, *arguments, "--devices", "all,1", "--workdir", tmp_path / "in_process")
 
     runs = [line for line in lines if line["benchmark"] == "multi_gpu"]
     assert len(runs) == 2 and all(line["one_gpu_step_per_device_at_a_time"] for line in runs)
@@ -165,6 +166,20 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     assert sum(line["gpu_steps"] for line in devices) == 2 * 2 * 2  # two GPU assets x two shards, per configuration
     (scaling,) = [line for line in lines if line["benchmark"] == "multi_gpu_scaling"]
     assert scaling["outputs_identical"]
+    assert all(line["executor"] == "in_process" and line["gpu_step_workers"] == line["cpu_step_workers"] == [] for line in runs)
+
+    saved = tmp_path / "in_process.jsonl"
+    saved.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    lines = run(multi_gpu, monkeypatch, capsys, *arguments, "--devices", 1, "--executors", "celery",
+                "--workdir", tmp_path / "celery", "--against", saved)  # fmt: skip
+    (celery,) = [line for line in lines if line["benchmark"] == "multi_gpu"]
+    assert celery["executor"] == "celery" and celery["devices"] == 1 and celery["one_gpu_step_per_device_at_a_time"]
+    assert celery["tokens"] == runs[0]["tokens"] and celery["workers_ready_s"] > 0
+    # Every step of the shard runs ran in a Celery worker: GPU steps in the one GPU worker, the others in the CPU worker.
+    assert [name.split(".")[:2] for name in celery["gpu_step_workers"]] == [["gpu", "fake-0"]]
+    assert [name.split(".")[0] for name in celery["cpu_step_workers"]] == ["cpu"]
+    (comparison,) = [line for line in lines if line["benchmark"] == "multi_gpu_celery"]
+    assert comparison["devices"] == 1 and comparison["outputs_identical"] and comparison["throughput_celery_over_in_process"] > 0
 
 
 def test_compiler_warm_up(monkeypatch, capsys):

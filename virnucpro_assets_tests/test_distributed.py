@@ -10,6 +10,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from itertools import combinations
@@ -301,6 +302,18 @@ def test_worker_plan_pins_one_worker_per_gpu(monkeypatch, tmp_path):
     written = yaml.safe_load(write_worker_config(tmp_path, Settings.from_environment()).read_text())["execution"]["config"]
     assert written["broker"] == written["backend"] == "redis://127.0.0.1:1/0"
     assert written["config_source"]["task_default_queue"] == "cpu"
+
+    # dagster-celery and the `celery` it starts run on this interpreter as modules, with no console
+    # script needed on PATH, so that packages on a PYTHONPATH (pip install --target) start workers too.
+    import celery
+
+    from virnucpro_assets.deployment.workers import celery_launcher, worker_command
+
+    assert worker_command(workers[0], tmp_path / "celery.yaml")[:3] == [sys.executable, "-m", "dagster_celery.cli"]
+    launched = subprocess.run(
+        [str(celery_launcher(tmp_path) / "celery"), "--version"], env={"PATH": str(tmp_path / "empty")}, capture_output=True, text=True
+    )
+    assert launched.returncode == 0 and launched.stdout.startswith(celery.__version__), launched
 
 
 def test_postgres_profile_is_written_once_and_never_over_a_hand_edited_file(tmp_path):

@@ -3,9 +3,12 @@ time, on the queue `gpu`; and, if asked, one on the queue `cpu` taking N tasks a
 
 Each is `dagster-celery worker start` (Dagster's own worker: the celery app `dagster_celery.app`),
 with the executor's config (virnucpro_assets.pipeline.executors.celery_config) written to
-$DAGSTER_HOME/celery.yaml so that workers and runs agree on the broker. A GPU worker sees only its
-device: CUDA_VISIBLE_DEVICES is set to the device's UUID ("GPU-…"; "fake-<i>" for a simulated one),
-so inside it the device is cuda:0 and its identity (host + UUID) is still its own.
+$DAGSTER_HOME/celery.yaml so that workers and runs agree on the broker. Both dagster-celery and the
+`celery` it starts run on this process's interpreter as modules, so that workers start the same from
+a virtual environment and from packages on a PYTHONPATH (`pip install --target`, no console
+scripts). A GPU worker sees only its device: CUDA_VISIBLE_DEVICES is set to the device's UUID
+("GPU-…"; "fake-<i>" for a simulated one), so inside it the device is cuda:0 and its identity
+(host + UUID) is still its own.
 
 This process supervises them: SIGTERM or SIGINT stops them all (Celery's warm shutdown, then SIGKILL
 after STOP_TIMEOUT_S). A worker that exits on its own after running for STARTUP_S is started again:
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -85,21 +89,35 @@ def write_worker_config(home: Path, settings: Settings) -> Path:
 
 
 def worker_command(worker: Worker, config: Path) -> list[str]:
-    bin_dir = Path(sys.executable).parent
+    # dagster-celery's CLI as a module (its console script's entry point, dagster_celery.cli:main).
     # The code location is imported once by the worker's main process (`-i`), before it forks the
     # processes that run steps: they, and one started again after a lost one, start with it loaded.
     # Importing it initializes no CUDA, so the forked processes can still use the GPU.
     return [
-        str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-q", worker.queue, "-y", str(config),
+        sys.executable, "-m", "dagster_celery.cli", "worker", "start", "-A", "dagster_celery.app", "-q", worker.queue, "-y", str(config),
         "-n", worker.name, "-l", "INFO", "-i", "virnucpro_assets.definitions",
         "--", f"--concurrency={worker.concurrency}", "--pool=prefork",
     ]  # fmt: skip
 
 
+def celery_launcher(directory: Path) -> Path:
+    """dagster-celery starts the Celery worker as `celery` from PATH: write `directory/bin/celery`,
+    which runs this interpreter's Celery (`python -m celery`), and return its directory, to go first
+    on PATH. (A virtual environment has a `celery` script beside its interpreter; packages installed
+    with `pip install --target` onto a PYTHONPATH have none there.)"""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    # Written under another name and renamed, so that a second `worker` command on this DAGSTER_HOME never runs half of it.
+    written = bin_dir / f".celery.{os.getpid()}.tmp"
+    written.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m celery "$@"\n')
+    written.chmod(0o755)
+    written.replace(bin_dir / "celery")
+    return bin_dir
+
+
 def run_workers(workers: list[Worker], config: Path) -> int:
     """Start the workers and supervise them until a signal or until one exits (see the module doc)."""
-    # dagster-celery starts `celery` from PATH: this environment's.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    path = f"{celery_launcher(config.parent)}{os.pathsep}{os.environ.get('PATH', '')}"
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda number, _: stopping.append(number))
     signal.signal(signal.SIGINT, lambda number, _: stopping.append(number))
