@@ -297,3 +297,20 @@ def test_a_tie_in_the_softmax_goes_to_others():
 
     _, predictions = _classifier_with_output_bias([0.0, 1e-3]).score(features)
     assert predictions == ["virus"] * 2
+
+
+def test_scores_do_not_depend_on_torchs_thread_count(trained):
+    """A Celery worker's forked child, a run's process and a bigger machine run torch with different
+    thread counts; splitting one product among threads reorders its sums."""
+    classifier = load_classifier(trained / "500_model.pth")
+    features = np.random.default_rng(4).standard_normal((2000, classifier.feature_width), dtype=np.float32)
+    threads = torch.get_num_threads()
+    try:
+        by_threads = {}
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            by_threads[count] = classifier.score(features)[0]
+            assert torch.get_num_threads() == count  # put back as it was
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(by_threads[1], by_threads[2]) and np.array_equal(by_threads[1], by_threads[3])

@@ -9,6 +9,7 @@ was trained for, which travels with it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,10 @@ DEFAULT_BATCH_NORM_EPS = 1e-5  # nn.BatchNorm1d's default; a bare state_dict doe
 # Features are scored in blocks of this many rows, the last one padded with zeros. CPU matrix
 # kernels are chosen by the number of rows, and different kernels round differently in the last
 # bits; fixed-size blocks make a pair's scores independent of how many pairs are scored with it
-# (shard sizes, re-runs). 256 is also the original's batch size.
+# (shard sizes, re-runs). 256 is also the original's batch size. A block's products are also split
+# among torch's threads, and the split changes the sums' order: each block is computed by one thread
+# (blocks in parallel, one per thread torch was given), so the scores do not depend on the process's
+# thread count either (a run's process, a Celery worker's forked child, a machine with more cores).
 _SCORING_BLOCK_ROWS = 256
 
 
@@ -77,12 +81,21 @@ class Classifier:
             )
         row_count = len(features)
         scores = np.empty((row_count, len(CLASS_LABELS)), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, row_count, _SCORING_BLOCK_ROWS):
-                rows = min(_SCORING_BLOCK_ROWS, row_count - start)
-                block = np.zeros((_SCORING_BLOCK_ROWS, self.feature_width), dtype=np.float32)
-                block[:rows] = features[start : start + rows]
+
+        def score_block(start: int) -> None:
+            rows = min(_SCORING_BLOCK_ROWS, row_count - start)
+            block = np.zeros((_SCORING_BLOCK_ROWS, self.feature_width), dtype=np.float32)
+            block[:rows] = features[start : start + rows]
+            with torch.inference_mode():
                 scores[start : start + rows] = self._softmax(torch.from_numpy(block))[:rows].numpy()
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(score_block, range(0, row_count, _SCORING_BLOCK_ROWS)))
+        finally:
+            torch.set_num_threads(threads)
         predictions = [CLASS_LABELS[index] for index in np.argmax(scores, axis=1)]
         return scores, predictions
 
