@@ -48,6 +48,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarks import timeline
 from benchmarks.common import emit, genome_files, running_daemon
 from benchmarks.pipeline import write_models
 from benchmarks.servers import redis_server, running_workers, wait_for_workers
@@ -68,6 +69,11 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--devices", default="all,1", help="device counts to run, in order: 'all' or a number")
     parser.add_argument("--executors", default="in_process", help="executors to run each device count with, in order: in_process, celery")
+    parser.add_argument(
+        "--launch", choices=("automation", "backfill"), default="automation",
+        help="automation: materialize sample_reads and let the daemon's automation do the rest, as deployed; "
+        "backfill: a shard_pipeline backfill, then sample_report from the CLI",
+    )  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help="the demo's tiny models")
     parser.add_argument("--fake-devices", type=int, help="simulate this many CPU-backed devices")
     parser.add_argument("--workdir", type=Path)
@@ -93,7 +99,9 @@ def main() -> None:
             }
         )
         results = [
-            run_configuration(workdir / f"{executor}-devices-{count}", reads, executor, *device_settings(count, args.fake_devices))
+            run_configuration(
+                workdir / f"{executor}-devices-{count}", reads, executor, args.launch, *device_settings(count, args.fake_devices)
+            )
             for executor in executors
             for count in args.devices.split(",")
         ]
@@ -139,7 +147,7 @@ def device_settings(count: str, fake: int | None) -> tuple[dict[str, str], int]:
     return {"VIRNUCPRO_GPUS": ",".join(str(i) for i in range(devices))}, devices
 
 
-def run_configuration(root: Path, reads: Path, executor: str, devices_env: dict[str, str], devices: int) -> dict:
+def run_configuration(root: Path, reads: Path, executor: str, launch: str, devices_env: dict[str, str], devices: int) -> dict:
     home = root / "dagster_home"
     home.mkdir(parents=True)
     shutil.copyfile(CHECKOUT / "dagster.yaml", home / "dagster.yaml")
@@ -163,27 +171,41 @@ def run_configuration(root: Path, reads: Path, executor: str, devices_env: dict[
             supervisor = servers.enter_context(running_workers(env, log, "--gpus", "all", "--cpu", str(os.cpu_count())))
             wait_for_workers([log], devices + 1, supervisor)
             workers_ready_s = round(time.time() - booting, 1)
-        started = time.time()
-        cli("virnucpro-assets", "add-sample", str(reads), "--name", SAMPLE)
-        cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", SAMPLE)
         shards = [f"{i:03d}" for i in range(int(os.environ["VIRNUCPRO_SHARDS"]))]
         import dagster as dg
 
-        with running_daemon(env, CHECKOUT / "workspace.yaml"), dg.DagsterInstance.from_config(str(home)) as instance:
-            cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--noprompt",
-                "--partitions", ",".join(f"{SAMPLE}|{s}" for s in shards))
+        with contextlib.ExitStack() as daemon:
+            if launch == "automation":  # as deployed: the daemon runs before a sample arrives
+                daemon.enter_context(running_daemon(env, CHECKOUT / "workspace.yaml"))
+            started = time.time()
+            cli("virnucpro-assets", "add-sample", str(reads), "--name", SAMPLE)
+            cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", SAMPLE)
+            instance = daemon.enter_context(dg.DagsterInstance.from_config(str(home)))
+            if launch == "backfill":
+                daemon.enter_context(running_daemon(env, CHECKOUT / "workspace.yaml"))
+                cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--noprompt",
+                    "--partitions", ",".join(f"{SAMPLE}|{s}" for s in shards))  # fmt: skip
             while True:
-                runs = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name="shard_pipeline"))]
+                runs = shard_runs(instance)
                 if len(runs) == len(shards) and all(r.is_finished for r in runs):
                     break
-                time.sleep(2)
+                time.sleep(1)
             failed = [r.tags["dagster/partition"] for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
             if failed:
                 raise RuntimeError(f"shard runs failed: {failed}")
+            if launch == "automation":
+                while not instance.fetch_materializations(dg.AssetKey("sample_report"), limit=1).records:
+                    if any(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in instance.get_run_records()):
+                        raise RuntimeError(f"a run failed: see the instance at {home}")
+                    time.sleep(1)
             steps = gpu_steps(instance, runs)
             workers = celery_workers(instance, runs)
-        cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_report", "--partition", SAMPLE)
-        ingest_to_report = time.time() - started
+            if launch == "backfill":
+                cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_report", "--partition", SAMPLE)
+            phases = timeline.phases(instance, started, steps, runs)
+            ticks = timeline.automation_ticks(instance, started)
+        ingest_to_report = phases["total_s"]
+        emit(benchmark="multi_gpu_timeline", executor=executor, launch=launch, devices_configured=devices, **phases, **ticks)
 
     start, end = min(s["start"] for s in steps), max(s["end"] for s in steps)
     by_device = defaultdict(list)
@@ -218,6 +240,7 @@ def run_configuration(root: Path, reads: Path, executor: str, devices_env: dict[
     return emit(
         benchmark="multi_gpu",
         executor=executor,
+        launch=launch,
         devices=len(by_device),
         devices_configured=devices,
         shards=len(shards),
@@ -247,6 +270,11 @@ def celery_workers(instance, runs) -> dict[str, set[str]]:
             if "Celery worker" in metadata:
                 workers["gpu" if entry.step_key in GPU_ASSETS else "cpu"].add(metadata["Celery worker"].value)
     return workers
+
+
+def shard_runs(instance) -> list:
+    """The runs of the sample's shards (a backfill's shard_pipeline runs, or automation's asset runs)."""
+    return [r.dagster_run for r in instance.get_run_records() if "|" in r.dagster_run.tags.get("dagster/partition", "")]
 
 
 def gpu_steps(instance, runs) -> list[dict]:

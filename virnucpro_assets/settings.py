@@ -16,7 +16,7 @@
 | VIRNUCPRO_MIN_TEST_AUROC | 0.9 | the floor of the trained classifier's test-AUROC check |
 | VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
 | VIRNUCPRO_INBOX_FOLLOW_LINKS | 0 | 1: the inbox also takes symbolic links to files outside it (by default they are ignored) |
-| VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
+| VIRNUCPRO_SENSOR_INTERVAL | 5 | seconds between evaluations of the inbox and automation sensors (latency at each automated hand-over) |
 | VIRNUCPRO_POOL_RECHECK_S | 1 | most seconds between a blocked GPU step's checks for a gpu pool slot (15: Dagster's backoff) |
 | VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
@@ -43,7 +43,7 @@ DEFAULT_SHARDS = 8
 DEFAULT_CHUNK_LENGTH = 500
 # score2 >= 0.5 is score2 >= score1: the classifier's own boundary (see virnucpro_assets.results.report).
 DEFAULT_VIRUS_THRESHOLD = 0.5
-DEFAULT_SENSOR_INTERVAL = 30
+DEFAULT_SENSOR_INTERVAL = 5
 DEFAULT_POOL_RECHECK_S = 1.0
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"

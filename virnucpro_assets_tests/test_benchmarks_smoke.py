@@ -152,6 +152,7 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     configuration through Celery workers (a real Redis) in a second call, compared through `--against`."""
     for variable in ("VIRNUCPRO_SHARDS", "VIRNUCPRO_DNABERT_MODEL", "VIRNUCPRO_ESM2_MODEL", "VIRNUCPRO_CLASSIFIER"):
         monkeypatch.setenv(variable, "")  # the benchmark sets them; monkeypatch puts them back
+    monkeypatch.setenv("VIRNUCPRO_SENSOR_INTERVAL", "1")  # automation hands each shard, then the report, on
     arguments = ("--tiny", "--fake-devices", 2, "--reads", 200, "--shards", 2)
     lines = run(multi_gpu, monkeypatch, capsys, *arguments, "--devices", "all,1", "--workdir", tmp_path / "in_process")
 
@@ -159,6 +160,12 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     assert len(runs) == 2 and all(line["one_gpu_step_per_device_at_a_time"] for line in runs)
     assert all(line["tokens"] == runs[0]["tokens"] > 0 for line in runs)
     assert all(line["ingest_to_report_s"] > line["embedding_phase_s"] > 0 for line in runs)
+    timelines = [line for line in lines if line["benchmark"] == "multi_gpu_timeline"]
+    phases = ("ingest_s", "launch_s", "before_gpu_s", "embedding_phase_s", "after_gpu_s", "report_s")
+    for timeline, run_line in zip(timelines, runs):
+        assert timeline["launch"] == "automation" and timeline["automation_ticks"] >= 2  # the shards' runs, then the report's
+        assert all(timeline[phase] >= 0 for phase in phases) and 0 <= timeline["idle_gpu_s"] <= timeline["embedding_phase_s"]
+        assert abs(sum(timeline[phase] for phase in phases) - run_line["ingest_to_report_s"]) < 0.5
     assets = [line for line in lines if line["benchmark"] == "multi_gpu_asset"]
     assert sorted(line["asset"] for line in assets) == sorted(multi_gpu.GPU_ASSETS * 2)
     assert all(line["steps"] == 2 and 0 < line["model_load_share"] < 1 for line in assets)
