@@ -19,6 +19,8 @@
 | VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
 | VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
+| VIRNUCPRO_EMBEDDING_CACHE | off | on: later samples reuse earlier samples' vectors (README: "The embedding cache"); file-system stores |
+| VIRNUCPRO_EMBEDDING_CACHE_MAX_GB | 100 | the cache's size bound in GB (10^9 bytes); least recently used segments are deleted past it |
 | VIRNUCPRO_GPUS | (every CUDA device) | CUDA device numbers GPU steps may use, e.g. 0,2 |
 | VIRNUCPRO_FAKE_GPUS | (unset) | N simulated CPU-backed devices, for tests |
 | VIRNUCPRO_HOST_NAME | (the host's name) | this host's name in device identities and run records (tests simulate hosts with it) |
@@ -46,6 +48,7 @@ DEFAULT_SENSOR_INTERVAL = 30
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
 EXECUTORS = ("in_process", "celery", "k8s")
+DEFAULT_EMBEDDING_CACHE_MAX_GB = 100.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Settings:
     executor: str = "in_process"
     celery_broker: str = ""
     celery_backend: str = ""
+    embedding_cache: bool = False
+    embedding_cache_max_gb: float = DEFAULT_EMBEDDING_CACHE_MAX_GB
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -89,6 +94,8 @@ class Settings:
             executor=executor(),
             celery_broker=celery_broker(),
             celery_backend=model_source("VIRNUCPRO_CELERY_BACKEND", "") or celery_broker(),
+            embedding_cache=embedding_cache(store),
+            embedding_cache_max_gb=embedding_cache_max_gb(),
         )
 
 
@@ -176,6 +183,33 @@ def executor() -> str:
 
 def celery_broker() -> str:
     return os.environ.get("VIRNUCPRO_CELERY_BROKER", "")
+
+
+def embedding_cache(store: str) -> bool:
+    value = os.environ.get("VIRNUCPRO_EMBEDDING_CACHE", "off")
+    if value not in ("off", "on"):
+        raise ConfigurationError(f"VIRNUCPRO_EMBEDDING_CACHE={value!r}: give on (reuse vectors across samples) or off")
+    if value == "on" and is_url_store(store):
+        raise ConfigurationError(
+            f"VIRNUCPRO_EMBEDDING_CACHE=on needs a file-system store (its writers take a file lock), not {store}; "
+            "use a local or shared file-system path for VIRNUCPRO_STORE, or leave the cache off"
+        )
+    return value == "on"
+
+
+def embedding_cache_max_gb() -> float:
+    value = os.environ.get("VIRNUCPRO_EMBEDDING_CACHE_MAX_GB", str(DEFAULT_EMBEDDING_CACHE_MAX_GB))
+    return check_embedding_cache_max_gb(value, "VIRNUCPRO_EMBEDDING_CACHE_MAX_GB")
+
+
+def check_embedding_cache_max_gb(value: float | str, source: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise ConfigurationError(f"{source}={value!r}: give the embedding cache's size bound in GB, a number above 0")
+    return number
 
 
 def model_source(variable: str, default: str) -> str:
