@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.feather as feather
 import pytest
 
 from virnucpro_assets.errors import ConfigurationError
@@ -52,8 +53,7 @@ def segments(root: Path) -> list[Path]:
 
 def entries(root: Path) -> list[bytes]:
     """Every key stored, over all segments (repeats included)."""
-    cache = cache_at(root)
-    return [bytes(key) for path in segments(root) for key in cache._open(path)[0]]
+    return [key for path in segments(root) for key in feather.read_table(path).column("key").to_pylist()]
 
 
 def test_vectors_are_found_again_by_model_precision_and_sequence(tmp_path):
@@ -81,16 +81,14 @@ def test_a_corrupt_entry_is_a_miss_recomputed_and_a_broken_segment_is_skipped_th
     sequences = proteins(0, 10)
     fill(cache_at(tmp_path), sequences)
     (segment,) = segments(tmp_path)
-    cache = cache_at(tmp_path)
-    keys, _, vectors = cache._open(segment)
-    row = [bytes(key) for key in keys].index(sequence_keys(sequences[3:4]).tobytes())
-    offset = _offset_in_file(segment, vectors[row])
+    offset = _offset_in_file(segment, vectors_of(sequences[3:4])[0])
     with open(segment, "r+b") as handle:  # one bit of sequence 3's vector flipped on disk
         handle.seek(offset + 5)
         byte = handle.read(1)[0]
         handle.seek(offset + 5)
         handle.write(bytes([byte ^ 0x10]))
 
+    cache = cache_at(tmp_path)
     found = cache.lookup(sequences)
     assert found.hit.tolist() == [i != 3 for i in range(10)]
     assert cache.stats.corrupt == 1
@@ -111,7 +109,7 @@ def test_a_corrupt_entry_is_a_miss_recomputed_and_a_broken_segment_is_skipped_th
 
 
 def _offset_in_file(path: Path, row: np.ndarray) -> int:
-    """Where the bytes of `row` (a view of the memory-mapped file) lie in the file."""
+    """Where the bytes of `row` lie in the file."""
     data = path.read_bytes()
     offset = data.find(row.tobytes())
     assert offset > 0 and data.count(row.tobytes()) == 1

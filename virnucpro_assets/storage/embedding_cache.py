@@ -14,13 +14,14 @@ Layout, in a file-system store:
             <random hex>.arrow                  a segment: the entries one step added
             .<random hex>.arrow.<host>-<pid>-<random>.tmp   a segment being written
 
-A segment is an Arrow IPC file of one record batch, in the order its writer gave: `key` (the sequence's sha256, 32
-bytes), `check` (xxh3-64 of the key followed by the vector's bytes) and `embedding` (float32 ×
-width). Memory-mapped, its keys are a small part of the file (40 bytes an entry against 3 KB for a
-DNABERT-S vector and 10 KB for ESM-2's), so a lookup reads every segment's keys, searches them
-against the sorted keys asked for, and reads the vectors of the hits only. One segment per step,
-rather than one file per sequence: a shard's hundreds of thousands of sequences are one file
-written and one opened (`benchmarks/embedding_cache.py` measures both).
+A segment is an Arrow IPC file of one record batch, in the order its writer gave: `key` (the
+sequence's sha256, 32 bytes), `check` (xxh3-64 of the key followed by the vector's bytes) and
+`embedding` (float32 × width). Its keys are a small part of the file (40 bytes an entry with the
+checks, against 3 KB for a DNABERT-S vector and 10 KB for ESM-2's), so a lookup reads every
+segment's keys, searches them against the sorted keys asked for, and reads the vectors of the hits
+only, each straight into its place. One segment per step, rather than one file per sequence: a
+shard's hundreds of thousands of sequences are one file written and one opened
+(`benchmarks/embedding_cache.py` measures both).
 
 Atomic: a segment is written whole under a hidden temporary name, synced, and renamed into place; it
 is never changed afterwards, only deleted whole. A writer killed at any point leaves at most its
@@ -54,7 +55,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,42 @@ class CachedVectors:
         return np.flatnonzero(~self.hit)
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where a segment's three columns lie in its file. They are read with pread rather than
+    through the memory map: a hit's vector is copied once, straight into its place, and a 2-core VM
+    read mapped pages 10-15 times slower than it read() them."""
+
+    entries: int
+    width: int
+    keys_at: int
+    checks_at: int
+    vectors_at: int
+
+    def keys(self, handle) -> np.ndarray:
+        return _pread(handle, self.keys_at, self.entries * KEY_BYTES, np.uint8).reshape(-1, KEY_BYTES)
+
+    def checks(self, handle) -> np.ndarray:
+        return _pread(handle, self.checks_at, self.entries * 8, np.uint64)
+
+    def read_vectors(self, handle, rows: np.ndarray, into: np.ndarray, at: np.ndarray | None) -> np.ndarray:
+        """Read the vectors of `rows` into `into[at[i]]` (or `into[i]`); which were read whole."""
+        size = 4 * self.width
+        at = range(len(rows)) if at is None else at
+        return np.fromiter(
+            (os.preadv(handle.fileno(), [into[place]], self.vectors_at + int(row) * size) == size for row, place in zip(rows, at)),
+            bool,
+            count=len(rows),
+        )
+
+
+def _pread(handle, offset: int, size: int, dtype) -> np.ndarray:
+    data = np.empty(size, np.uint8)
+    if os.preadv(handle.fileno(), [data], offset) != size:
+        raise OSError(f"{handle.name}: fewer than {size} bytes at {offset}, which its metadata promise")
+    return data.view(dtype)
+
+
 class EmbeddingCache:
     """The entries of one model in one precision, in the cache at `root` (see the module's docstring)."""
 
@@ -148,30 +185,40 @@ class EmbeddingCache:
         order = np.argsort(prefixes, kind="stable")
         sorted_prefixes = prefixes[order]
         for path in segments:
-            segment = self._open(path)
-            if segment is None:
+            try:
+                with open(path, "rb") as handle:
+                    found = self._find_in(path, handle, keys, order, sorted_prefixes, hit, vectors)
+            except FileNotFoundError:  # evicted since it was listed
                 continue
-            segment_keys, checks, segment_vectors = segment
-            segment_prefixes = _prefixes(segment_keys)
-            # Each entry's place among the keys asked for: one search per entry, O(entries × log keys).
-            at = np.minimum(np.searchsorted(sorted_prefixes, segment_prefixes), len(keys) - 1)
-            rows = np.flatnonzero(sorted_prefixes[at] == segment_prefixes)
-            asked = order[at[rows]]
-            same = ~hit[asked] & (segment_keys[rows] == keys[asked]).all(axis=1)
-            rows, asked = rows[same], asked[same]
-            if not rows.size:
-                continue
-            valid = entry_checks(keys[asked], segment_vectors, rows) == checks[rows]  # reads the hits' vectors
-            if not valid.all():
-                self.stats.corrupt += int((~valid).sum())
-                logger.warning("%s: %d entries fail their check; they are recomputed", path, int((~valid).sum()))
-                rows, asked = rows[valid], asked[valid]
-            hit[asked] = True
-            if vectors is not None:
-                vectors[asked] = segment_vectors[rows]
-            if rows.size:
+            hit[found] = True
+            if found.size:
                 _touch(path)
         return hit
+
+    def _find_in(self, path, handle, keys, order, sorted_prefixes, hit, vectors) -> np.ndarray:
+        """The indices of `keys` not yet `hit` that have a valid entry in the segment at `path`
+        (open as `handle`); `keys[order]` is sorted by prefix. Their vectors go into `vectors`."""
+        layout = self._layout(path)
+        if layout is None:
+            return np.zeros(0, np.int64)
+        segment_keys = layout.keys(handle)
+        segment_prefixes = _prefixes(segment_keys)
+        # Each entry's place among the keys asked for: one search per entry, O(entries × log keys).
+        at = np.minimum(np.searchsorted(sorted_prefixes, segment_prefixes), len(keys) - 1)
+        rows = np.flatnonzero(sorted_prefixes[at] == segment_prefixes)
+        asked = order[at[rows]]
+        same = ~hit[asked] & (segment_keys[rows] == keys[asked]).all(axis=1)
+        rows, asked = rows[same], asked[same]
+        if not rows.size:
+            return asked
+        into, places = (vectors, asked) if vectors is not None else (np.empty((len(rows), self.width), np.float32), None)
+        valid = layout.read_vectors(handle, rows, into, places) & (entry_checks(keys[asked], into, places) == layout.checks(handle)[rows])
+        if not valid.all():
+            self.stats.corrupt += int((~valid).sum())
+            logger.warning("%s: %d entries fail their check; they are recomputed", path, int((~valid).sum()))
+            if vectors is not None:
+                vectors[asked[~valid]] = 0
+        return asked[valid]
 
     def _segments(self) -> list[Path]:
         try:
@@ -179,25 +226,33 @@ class EmbeddingCache:
         except FileNotFoundError:
             return []
 
-    def _open(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """A segment's keys [m, 32], checks [m] and vectors [m, width], memory-mapped; None if it is
-        gone (evicted since it was listed) or not a segment of this namespace (logged)."""
+    def _layout(self, path: Path) -> _Layout | None:
+        """Where a segment's columns lie in its file (read from its Arrow IPC metadata through a
+        memory map, whose data pages are not touched); None, logged, if it is not a segment of this
+        namespace."""
         try:
             with pa.memory_map(str(path)) as mapped:
                 reader = pa.ipc.open_file(mapped)
                 if reader.num_record_batches != 1 or not reader.schema.equals(self._schema):
                     raise ValueError(f"holds {reader.num_record_batches} record batches of {reader.schema}, not one of {self._schema}")
                 batch = reader.get_batch(0)
-        except FileNotFoundError:
-            return None
+                mapped.seek(0)
+                start = mapped.read_buffer(1).address
+                keys, checks, vectors = batch.column(0), batch.column(1), batch.column(2).flatten()
+                layout = _Layout(
+                    entries=batch.num_rows,
+                    width=self.width,
+                    keys_at=keys.buffers()[1].address - start + keys.offset * KEY_BYTES,
+                    checks_at=checks.buffers()[1].address - start + checks.offset * 8,
+                    vectors_at=vectors.buffers()[1].address - start + vectors.offset * 4,
+                )
+                if layout.vectors_at + layout.entries * 4 * self.width > mapped.size():
+                    raise ValueError(f"its vectors would end past its {mapped.size()} bytes")
         except (pa.ArrowException, ValueError) as error:
             logger.warning("%s: not a readable cache segment, skipped (the next writer deletes it): %s", path, error)
             self._unreadable.add(path)
             return None
-        keys = batch.column(0)
-        key_bytes = np.frombuffer(keys.buffers()[1], np.uint8, count=len(keys) * KEY_BYTES, offset=keys.offset * KEY_BYTES)
-        vectors = batch.column(2).flatten().to_numpy().reshape(-1, self.width)
-        return key_bytes.reshape(-1, KEY_BYTES), batch.column(1).to_numpy(), vectors
+        return layout
 
     # --- adding -----------------------------------------------------------------------------
     def add(self, found: CachedVectors, vectors: np.ndarray) -> int:
