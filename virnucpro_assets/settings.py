@@ -19,7 +19,7 @@
 | VIRNUCPRO_SENSOR_INTERVAL | 30 | seconds between evaluations of the inbox and automation sensors |
 | VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
-| VIRNUCPRO_EMBEDDING_CACHE | off | on: later samples reuse earlier samples' vectors (README: "The embedding cache"); file-system stores |
+| VIRNUCPRO_EMBEDDING_CACHE | off | on (both models), esm2 or dnabert: later samples reuse earlier ones' vectors (see the README) |
 | VIRNUCPRO_EMBEDDING_CACHE_MAX_GB | 100 | the cache's size bound in GB (10^9 bytes); least recently used segments are deleted past it |
 | VIRNUCPRO_GPUS | (every CUDA device) | CUDA device numbers GPU steps may use, e.g. 0,2 |
 | VIRNUCPRO_FAKE_GPUS | (unset) | N simulated CPU-backed devices, for tests |
@@ -49,6 +49,8 @@ DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
 EXECUTORS = ("in_process", "celery", "k8s")
 DEFAULT_EMBEDDING_CACHE_MAX_GB = 100.0
+# VIRNUCPRO_EMBEDDING_CACHE's values and the models (ModelsResource fields) each caches.
+EMBEDDING_CACHE_CHOICES = {"off": (), "on": ("dnabert", "esm2"), "esm2": ("esm2",), "dnabert": ("dnabert",)}
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class Settings:
     executor: str = "in_process"
     celery_broker: str = ""
     celery_backend: str = ""
-    embedding_cache: bool = False
+    embedding_cache: str = "off"
     embedding_cache_max_gb: float = DEFAULT_EMBEDDING_CACHE_MAX_GB
 
     @classmethod
@@ -185,16 +187,22 @@ def celery_broker() -> str:
     return os.environ.get("VIRNUCPRO_CELERY_BROKER", "")
 
 
-def embedding_cache(store: str) -> bool:
-    value = os.environ.get("VIRNUCPRO_EMBEDDING_CACHE", "off")
-    if value not in ("off", "on"):
-        raise ConfigurationError(f"VIRNUCPRO_EMBEDDING_CACHE={value!r}: give on (reuse vectors across samples) or off")
-    if value == "on" and is_url_store(store):
+def embedding_cache(store: str) -> str:
+    value = check_embedding_cache(os.environ.get("VIRNUCPRO_EMBEDDING_CACHE", "off"), "VIRNUCPRO_EMBEDDING_CACHE")
+    if value != "off" and is_url_store(store):
         raise ConfigurationError(
-            f"VIRNUCPRO_EMBEDDING_CACHE=on needs a file-system store (its writers take a file lock), not {store}; "
+            f"VIRNUCPRO_EMBEDDING_CACHE={value} needs a file-system store (its writers take a file lock), not {store}; "
             "use a local or shared file-system path for VIRNUCPRO_STORE, or leave the cache off"
         )
-    return value == "on"
+    return value
+
+
+def check_embedding_cache(value: str, source: str) -> str:
+    if value not in EMBEDDING_CACHE_CHOICES:
+        raise ConfigurationError(
+            f"{source}={value!r}: give on (reuse both models' vectors across samples), esm2 or dnabert (that model's only), or off"
+        )
+    return value
 
 
 def embedding_cache_max_gb() -> float:

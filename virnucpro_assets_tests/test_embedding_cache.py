@@ -19,6 +19,7 @@ import pyarrow.feather as feather
 import pytest
 
 from virnucpro_assets.errors import ConfigurationError
+from virnucpro_assets.pipeline.resources import store_resources
 from virnucpro_assets.settings import Settings
 from virnucpro_assets.storage.embedding_cache import EmbeddingCache, sequence_keys
 
@@ -251,11 +252,15 @@ def test_an_unwritable_cache_is_logged_and_the_step_goes_on(tmp_path):
 def test_the_settings_of_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("VIRNUCPRO_STORE", str(tmp_path))
     settings = Settings.from_environment()
-    assert settings.embedding_cache is False and settings.embedding_cache_max_gb == 100.0
-    monkeypatch.setenv("VIRNUCPRO_EMBEDDING_CACHE", "on")
+    assert settings.embedding_cache == "off" and settings.embedding_cache_max_gb == 100.0
+    monkeypatch.setenv("VIRNUCPRO_EMBEDDING_CACHE", "esm2")
     monkeypatch.setenv("VIRNUCPRO_EMBEDDING_CACHE_MAX_GB", "2.5")
     settings = Settings.from_environment()
-    assert settings.embedding_cache is True and settings.embedding_cache_max_gb == 2.5
+    assert settings.embedding_cache == "esm2" and settings.embedding_cache_max_gb == 2.5
+    store = store_resources(str(tmp_path), settings=settings)["store"]
+    cache = store.embedding_cache_of("esm2", "a1b2", "float16", 2560)
+    assert cache.namespace == tmp_path / "_embedding_cache" / "v1" / "a1b2-float16" and cache.max_bytes == 2_500_000_000
+    assert store.embedding_cache_of("dnabert", "c3d4", "float16", 768) is None  # only ESM-2's vectors are cached
     for variable, value, message in [
         ("VIRNUCPRO_EMBEDDING_CACHE_MAX_GB", "0", "a number above 0"),
         ("VIRNUCPRO_EMBEDDING_CACHE_MAX_GB", "lots", "a number above 0"),

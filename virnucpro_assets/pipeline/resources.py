@@ -26,8 +26,9 @@ class StoreResource(dg.ConfigurableResource):
     root: str
     # Where the sample registry lives: the store itself when it is a file system, else this directory.
     registry_root: str = ""
-    # Vectors reused across samples (virnucpro_assets.storage.embedding_cache), within a size bound.
-    embedding_cache: bool = False
+    # Vectors reused across samples (virnucpro_assets.storage.embedding_cache), within a size bound:
+    # off, on (both models), esm2 or dnabert.
+    embedding_cache: str = "off"
     embedding_cache_max_gb: float = settings_module.DEFAULT_EMBEDDING_CACHE_MAX_GB
 
     @property
@@ -38,10 +39,11 @@ class StoreResource(dg.ConfigurableResource):
     def registry(self) -> SampleRegistry:
         return SampleRegistry(Path(self.registry_root or self.root))
 
-    def embedding_cache_of(self, model_key: str, precision: str, width: int) -> EmbeddingCache | None:
-        """The embedding cache's entries of one model (its `embedding_key`) in one precision, or None
-        when the cache is off."""
-        if not self.embedding_cache:
+    def embedding_cache_of(self, model: str, model_key: str, precision: str, width: int) -> EmbeddingCache | None:
+        """The embedding cache's entries of `model` ("dnabert" or "esm2", whose `embedding_key` is
+        `model_key`) in one precision, or None when the cache is off for it."""
+        choice = settings_module.check_embedding_cache(self.embedding_cache, "store.embedding_cache")
+        if model not in settings_module.EMBEDDING_CACHE_CHOICES[choice]:
             return None
         if not self.store.local:
             raise ConfigurationError(f"store.embedding_cache needs a file-system store, not {self.root}; turn it off")

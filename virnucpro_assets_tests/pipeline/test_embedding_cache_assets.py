@@ -17,7 +17,7 @@ def test_a_later_sample_takes_the_vectors_of_the_reads_it_shares_with_an_earlier
     first = pipeline.register(reads[:12], "first")
     second = pipeline.register([(f"{read_id}_again", sequence) for read_id, sequence in reads[6:18]], "second")  # 6 shared
     off = pipeline.resources
-    pipeline.resources = {**off, "store": StoreResource(root=str(pipeline.store_root), embedding_cache=True)}
+    pipeline.resources = {**off, "store": StoreResource(root=str(pipeline.store_root), embedding_cache="on")}
     for sample in (first, second):
         pipeline.materialize(["sample_reads"], sample)
     runs = {sample: pipeline.materialize(SHARD_ASSETS, pipeline.shard_partitions(sample)[0]) for sample in (first, second)}
