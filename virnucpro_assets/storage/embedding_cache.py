@@ -289,8 +289,8 @@ class EmbeddingCache:
             with FileLock(self.root / ".lock"):
                 remove_dead_writers_temporaries(self.namespace)
                 present = self._find(keys, [segment for segment in self._segments() if segment.name not in seen])
-                for unreadable in self._unreadable:
-                    unreadable.unlink(missing_ok=True)
+                while self._unreadable:
+                    self._unreadable.pop().unlink(missing_ok=True)
                 if present.all():
                     return 0
                 if present.any():  # another writer added some of them since the lookup
