@@ -46,7 +46,7 @@ from benchmarks.gpu_common import CHUNK_LENGTH, device_name, synchronize
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.reads import write_fasta
 from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
-from virnucpro_assets.storage.embedding_cache import CacheStats, EmbeddingCache, sequence_keys
+from virnucpro_assets.storage.embedding_cache import CachedVectors, CacheStats, EmbeddingCache, sequence_keys
 
 UNBOUNDED = 10**15
 WIDTHS = {"dnabert": 768, "esm2": 2560}
@@ -228,9 +228,14 @@ def granularity(args, directory: Path, repeats: int = 3) -> None:
     for count in map(int, args.scan_segments.split(",")):
         root = directory / f"scan-{count}"
         per_segment = args.scan_entries // count
-        for segment in range(count):
+        for segment in range(count):  # added without a lookup first, which would scan the segments so far
             filler = EmbeddingCache(root, "benchmark", "float32", 1, UNBOUNDED)
-            filler.add(filler.lookup([f"S{segment}-{row}" for row in range(per_segment)]), np.zeros((per_segment, 1), np.float32))
+            keys = sequence_keys([f"S{segment}-{row}" for row in range(per_segment)])
+            seen = frozenset(path.name for path in filler.namespace.glob("*.arrow"))
+            filler.add(
+                CachedVectors(keys, np.zeros((per_segment, 1), np.float32), np.zeros(per_segment, bool), seen),
+                np.zeros((per_segment, 1), np.float32),
+            )
         lookups = []
         for _ in range(repeats):
             scanning = EmbeddingCache(root, "benchmark", "float32", 1, UNBOUNDED)
