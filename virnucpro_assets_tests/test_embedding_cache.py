@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.feather as feather
@@ -258,9 +259,9 @@ def test_the_settings_of_the_cache(monkeypatch, tmp_path):
     settings = Settings.from_environment()
     assert settings.embedding_cache == "esm2" and settings.embedding_cache_max_gb == 2.5
     store = store_resources(str(tmp_path), settings=settings)["store"]
-    cache = store.embedding_cache_of("esm2", "a1b2", "float16", 2560)
+    cache = store.embedding_cache_of("esm2", SimpleNamespace(embedding_key="a1b2", dim=2560), "float16")
     assert cache.namespace == tmp_path / "_embedding_cache" / "v1" / "a1b2-float16" and cache.max_bytes == 2_500_000_000
-    assert store.embedding_cache_of("dnabert", "c3d4", "float16", 768) is None  # only ESM-2's vectors are cached
+    assert (cache.width, store.embedding_cache_of("dnabert", None, "float16")) == (2560, None)  # only ESM-2's vectors are cached
     for variable, value, message in [
         ("VIRNUCPRO_EMBEDDING_CACHE_MAX_GB", "0", "a number above 0"),
         ("VIRNUCPRO_EMBEDDING_CACHE_MAX_GB", "lots", "a number above 0"),

@@ -39,16 +39,17 @@ class StoreResource(dg.ConfigurableResource):
     def registry(self) -> SampleRegistry:
         return SampleRegistry(Path(self.registry_root or self.root))
 
-    def embedding_cache_of(self, model: str, model_key: str, precision: str, width: int) -> EmbeddingCache | None:
-        """The embedding cache's entries of `model` ("dnabert" or "esm2", whose `embedding_key` is
-        `model_key`) in one precision, or None when the cache is off for it."""
+    def embedding_cache_of(self, model: str, embedder, precision: str) -> EmbeddingCache | None:
+        """The embedding cache's entries of `model` ("dnabert" or "esm2", loaded as `embedder`) in
+        one precision, or None when the cache is off for it (then the embedder's `embedding_key`,
+        which may wait for its weights' hash, is not asked for)."""
         choice = settings_module.check_embedding_cache(self.embedding_cache, "store.embedding_cache")
         if model not in settings_module.EMBEDDING_CACHE_CHOICES[choice]:
             return None
         if not self.store.local:
             raise ConfigurationError(f"store.embedding_cache needs a file-system store, not {self.root}; turn it off")
         max_gb = settings_module.check_embedding_cache_max_gb(self.embedding_cache_max_gb, "store.embedding_cache_max_gb")
-        return EmbeddingCache(Path(self.store.root) / CACHE_DIRECTORY, model_key, precision, width, int(max_gb * 1e9))
+        return EmbeddingCache(Path(self.store.root) / CACHE_DIRECTORY, embedder.embedding_key, precision, embedder.dim, int(max_gb * 1e9))
 
     def withdraw(self, asset: str, partition_key: str, extension: str) -> None:
         """Move a shard file that failed a blocking check out of readers' sight."""

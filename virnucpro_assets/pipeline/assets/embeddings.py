@@ -66,7 +66,7 @@ def embedding_asset(
                 token_budget=getattr(models, f"{source}_token_budget"),
                 on_progress=progress_logger(context.log, f"{name} [{context.partition_key}] on {device.identity}"),
             )
-            cache = store.embedding_cache_of(source, model.embedding_key, precision, model.dim)
+            cache = store.embedding_cache_of(source, model, precision)
             result, distinct = embed_distinct(embed, translated_proteins.column(column), cache)
             embedded = time.perf_counter()
         held_until = time.time()
