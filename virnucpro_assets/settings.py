@@ -20,6 +20,8 @@
 | VIRNUCPRO_POOL_RECHECK_S | 1 | most seconds between a blocked GPU step's checks for a gpu pool slot (15: Dagster's backoff) |
 | VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
+| VIRNUCPRO_EMBEDDING_CACHE | off | on (both models), esm2 or dnabert: later samples reuse earlier ones' vectors (see the README) |
+| VIRNUCPRO_EMBEDDING_CACHE_MAX_GB | 100 | the cache's size bound in GB (10^9 bytes); least recently used segments are deleted past it |
 | VIRNUCPRO_GPUS | (every CUDA device) | CUDA device numbers GPU steps may use, e.g. 0,2 |
 | VIRNUCPRO_FAKE_GPUS | (unset) | N simulated CPU-backed devices, for tests |
 | VIRNUCPRO_HOST_NAME | (the host's name) | this host's name in device identities and run records (tests simulate hosts with it) |
@@ -48,6 +50,9 @@ DEFAULT_POOL_RECHECK_S = 1.0
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
 DEFAULT_ESM2_MODEL = "esm2_t36_3B_UR50D"
 EXECUTORS = ("in_process", "celery", "k8s")
+DEFAULT_EMBEDDING_CACHE_MAX_GB = 100.0
+# VIRNUCPRO_EMBEDDING_CACHE's values and the models (ModelsResource fields) each caches.
+EMBEDDING_CACHE_CHOICES = {"off": (), "on": ("dnabert", "esm2"), "esm2": ("esm2",), "dnabert": ("dnabert",)}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class Settings:
     celery_broker: str = ""
     celery_backend: str = ""
     pool_recheck_s: float = DEFAULT_POOL_RECHECK_S
+    embedding_cache: str = "off"
+    embedding_cache_max_gb: float = DEFAULT_EMBEDDING_CACHE_MAX_GB
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -93,6 +100,8 @@ class Settings:
             celery_broker=celery_broker(),
             celery_backend=model_source("VIRNUCPRO_CELERY_BACKEND", "") or celery_broker(),
             pool_recheck_s=pool_recheck_s(),
+            embedding_cache=embedding_cache(store),
+            embedding_cache_max_gb=embedding_cache_max_gb(),
         )
 
 
@@ -191,6 +200,39 @@ def executor() -> str:
 
 def celery_broker() -> str:
     return os.environ.get("VIRNUCPRO_CELERY_BROKER", "")
+
+
+def embedding_cache(store: str) -> str:
+    value = check_embedding_cache(os.environ.get("VIRNUCPRO_EMBEDDING_CACHE", "off"), "VIRNUCPRO_EMBEDDING_CACHE")
+    if value != "off" and is_url_store(store):
+        raise ConfigurationError(
+            f"VIRNUCPRO_EMBEDDING_CACHE={value} needs a file-system store (its writers take a file lock), not {store}; "
+            "use a local or shared file-system path for VIRNUCPRO_STORE, or leave the cache off"
+        )
+    return value
+
+
+def check_embedding_cache(value: str, source: str) -> str:
+    if value not in EMBEDDING_CACHE_CHOICES:
+        raise ConfigurationError(
+            f"{source}={value!r}: give on (reuse both models' vectors across samples), esm2 or dnabert (that model's only), or off"
+        )
+    return value
+
+
+def embedding_cache_max_gb() -> float:
+    value = os.environ.get("VIRNUCPRO_EMBEDDING_CACHE_MAX_GB", str(DEFAULT_EMBEDDING_CACHE_MAX_GB))
+    return check_embedding_cache_max_gb(value, "VIRNUCPRO_EMBEDDING_CACHE_MAX_GB")
+
+
+def check_embedding_cache_max_gb(value: float | str, source: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise ConfigurationError(f"{source}={value!r}: give the embedding cache's size bound in GB, a number above 0")
+    return number
 
 
 def model_source(variable: str, default: str) -> str:

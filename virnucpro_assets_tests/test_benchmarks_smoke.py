@@ -11,6 +11,7 @@ from benchmarks import (
     distributed,
     dnabert_throughput,
     duplicates,
+    embedding_cache,
     esm2_fp8,
     esm2_throughput,
     io_managers,
@@ -121,6 +122,31 @@ def test_duplicates(monkeypatch, capsys, tmp_path):
     comparison = lines[-1]
     assert comparison["decisions_differing"] == 0 and comparison["max_score_diff"] <= 1e-6
     assert max(comparison["max_vector_diff"].values()) <= 1e-6
+
+
+def test_embedding_cache(monkeypatch, capsys, tmp_path):
+    lines = run(
+        embedding_cache, monkeypatch, capsys, "--tiny", "--device", "cpu", "--reads", 200, "--shards", 2, "--genomes", tmp_path,
+        "--entries", 200, "--per-file-entries", 50, "--scan-entries", 1000, "--scan-segments", "1,4",
+    )
+    sample = lines[0]
+    assert sample["shared_reads"] == 100 and 0.4 < sample["second_sample_distinct_found_in_first"]["protein"] < 1
+    runs = {(line["model"], line["variant"], line["sample"]): line for line in lines if "variant" in line}
+    for model in ("dnabert", "esm2"):
+        cold, warm = runs[(model, "with cache", "first")], runs[(model, "with cache", "second")]
+        plain = runs[(model, "without cache", "second")]
+        assert cold["cache_added"] == cold["distinct_sequences"] - cold["cache_hits"] > 0
+        assert 0 < warm["cache_hits"] < warm["distinct_sequences"] == plain["distinct_sequences"]
+        assert warm["tokens"] < plain["tokens"] and cold["cache_mb"] > 0
+    savings = {line["model"]: line for line in lines if "savings" in line}
+    assert all(0 < line["tokens_saved"] < 1 and line["overhead_first_sample"] > 0 for line in savings.values())
+    comparisons = [line for line in lines if "comparison" in line]
+    assert len(comparisons) == 2
+    assert all(line["decisions_differing"] == 0 and max(line["max_vector_diff"].values()) <= 1e-6 for line in comparisons)
+    granularity = {line["granularity"]: line for line in lines if "granularity" in line}
+    assert {line["width"] for line in granularity.values()} == {768, 2560}
+    assert all(line[f"{kind}_{step}_us"] > 0 for line in granularity.values() for kind in ("segment", "file") for step in ("add", "lookup"))
+    assert [(line["scan_segments"], line["cache_entries"]) for line in lines if "scan_segments" in line] == [(1, 1000), (4, 1000)]
 
 
 def test_io_managers(monkeypatch, capsys, tmp_path):

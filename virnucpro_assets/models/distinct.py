@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from virnucpro_assets.models.embeddings import Embeddings
+from virnucpro_assets.storage.embedding_cache import EmbeddingCache
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,26 @@ def distinct_sequences(column: pa.Array | pa.ChunkedArray) -> DistinctSequences:
     return DistinctSequences(encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
 
 
-def embed_distinct(embed: Callable[[list[str]], Embeddings], column: pa.Array | pa.ChunkedArray) -> tuple[Embeddings, DistinctSequences]:
+def embed_distinct(
+    embed: Callable[[list[str]], Embeddings], column: pa.Array | pa.ChunkedArray, cache: EmbeddingCache | None = None
+) -> tuple[Embeddings, DistinctSequences]:
     """`embed` (an embedder's `embed` with its options bound) run once per distinct sequence of
-    `column`; the vectors come back one per row of `column`, `tokens` counts what was embedded."""
+    `column`; the vectors come back one per row of `column`, `tokens` counts what was embedded.
+
+    With a `cache` (of this model and precision): the distinct sequences found there are not
+    embedded, the others are, in order of first occurrence, and are added to it (`cache.stats`
+    counts hits and misses)."""
     distinct = distinct_sequences(column)
-    result = embed(distinct.sequences)
-    return Embeddings(vectors=distinct.expand(result.vectors), tokens=result.tokens), distinct
+    if cache is None:
+        result = embed(distinct.sequences)
+        return Embeddings(vectors=distinct.expand(result.vectors), tokens=result.tokens), distinct
+    found = cache.lookup(distinct.sequences)
+    misses = found.misses
+    result = embed([distinct.sequences[index] for index in misses])
+    cache.add(found, result.vectors)
+    if len(misses) == len(distinct.sequences):  # nothing found: the embedder's vectors as they are
+        vectors = result.vectors
+    else:
+        vectors = found.vectors
+        vectors[misses] = result.vectors
+    return Embeddings(vectors=distinct.expand(vectors), tokens=result.tokens), distinct

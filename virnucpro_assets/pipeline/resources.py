@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from virnucpro_assets import settings as settings_module
+from virnucpro_assets.errors import ConfigurationError
 from virnucpro_assets.pipeline.gpu import GpuResource
 from virnucpro_assets.pipeline.io_managers import ReportIOManager, TableIOManager, TensorIOManager
 from virnucpro_assets.pipeline.models import ModelsResource
@@ -15,15 +16,20 @@ from virnucpro_assets.pipeline.partitions import sample_and_shard
 from virnucpro_assets.samples import SampleRegistry
 from virnucpro_assets.settings import Settings
 from virnucpro_assets.storage import Store, is_url
+from virnucpro_assets.storage.embedding_cache import CACHE_DIRECTORY, EmbeddingCache
 
 
 class StoreResource(dg.ConfigurableResource):
-    """The store's root (for the sample registry and for withdrawing files that failed a check;
-    reading and writing asset values is the IO managers' work)."""
+    """The store's root (for the sample registry, for withdrawing files that failed a check and for
+    the embedding cache; reading and writing asset values is the IO managers' work)."""
 
     root: str
     # Where the sample registry lives: the store itself when it is a file system, else this directory.
     registry_root: str = ""
+    # Vectors reused across samples (virnucpro_assets.storage.embedding_cache), within a size bound:
+    # off, on (both models), esm2 or dnabert.
+    embedding_cache: str = "off"
+    embedding_cache_max_gb: float = settings_module.DEFAULT_EMBEDDING_CACHE_MAX_GB
 
     @property
     def store(self) -> Store:
@@ -32,6 +38,18 @@ class StoreResource(dg.ConfigurableResource):
     @property
     def registry(self) -> SampleRegistry:
         return SampleRegistry(Path(self.registry_root or self.root))
+
+    def embedding_cache_of(self, model: str, embedder, precision: str) -> EmbeddingCache | None:
+        """The embedding cache's entries of `model` ("dnabert" or "esm2", loaded as `embedder`) in
+        one precision, or None when the cache is off for it (then the embedder's `embedding_key`,
+        which may wait for its weights' hash, is not asked for)."""
+        choice = settings_module.check_embedding_cache(self.embedding_cache, "store.embedding_cache")
+        if model not in settings_module.EMBEDDING_CACHE_CHOICES[choice]:
+            return None
+        if not self.store.local:
+            raise ConfigurationError(f"store.embedding_cache needs a file-system store, not {self.root}; turn it off")
+        max_gb = settings_module.check_embedding_cache_max_gb(self.embedding_cache_max_gb, "store.embedding_cache_max_gb")
+        return EmbeddingCache(Path(self.store.root) / CACHE_DIRECTORY, embedder.embedding_key, precision, embedder.dim, int(max_gb * 1e9))
 
     def withdraw(self, asset: str, partition_key: str, extension: str) -> None:
         """Move a shard file that failed a blocking check out of readers' sight."""
@@ -60,10 +78,14 @@ class ReportSettings(dg.ConfigurableResource):
         return settings_module.check_virus_threshold(self.virus_threshold, "report.virus_threshold")
 
 
-def store_resources(root: str, registry_root: str = "") -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
-    """The store resource and the three IO managers over one store root."""
+def store_resources(
+    root: str, registry_root: str = "", settings: Settings | None = None
+) -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
+    """The store resource (with the embedding cache of `settings`, off without) and the three IO
+    managers over one store root."""
+    cache = {"embedding_cache": settings.embedding_cache, "embedding_cache_max_gb": settings.embedding_cache_max_gb} if settings else {}
     return {
-        "store": StoreResource(root=root, registry_root=registry_root),
+        "store": StoreResource(root=root, registry_root=registry_root, **cache),
         "table_io_manager": TableIOManager(root=root),
         "tensor_io_manager": TensorIOManager(root=root),
         "report_io_manager": ReportIOManager(root=root),
@@ -79,7 +101,7 @@ def deployment_resources(settings: Settings) -> dict:
     """Every resource, configured from the settings read once when the definitions load. A value
     set by an environment variable stays a `dg.EnvVar`, so the UI shows where it came from."""
     return {
-        **store_resources(_env_or("VIRNUCPRO_STORE", settings.store), str(registry_root(settings))),
+        **store_resources(_env_or("VIRNUCPRO_STORE", settings.store), str(registry_root(settings)), settings),
         "translation": TranslationSettings(chunk_length=settings.chunk_length),
         "report": ReportSettings(virus_threshold=settings.virus_threshold),
         "models": ModelsResource(

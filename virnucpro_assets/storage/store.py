@@ -92,7 +92,7 @@ class Store:
             write(temporary)
             digest = digest_file(temporary)
             if self.local:
-                _fsync(temporary)
+                fsync_file(temporary)
                 os.replace(temporary, path)
             else:
                 path.fs.put_file(str(temporary), path.path)
@@ -112,7 +112,7 @@ class Store:
             digests = {file.name: digest_file(file) for file in sorted(temporary.iterdir())}
             if self.local:
                 for file in temporary.iterdir():
-                    _fsync(file)
+                    fsync_file(file)
                 old = Path(parent) / _temporary_name(path.name, "old")
                 if Path(path).exists():
                     os.replace(path, old)
@@ -167,12 +167,8 @@ class Store:
 
     def remove_stale_temporaries(self, directory: UPath, name: str) -> None:
         """Remove what killed writers of `name` on this host left in `directory`."""
-        if not self.local or not Path(directory).is_dir():
-            return
-        for entry in Path(directory).iterdir():
-            match = _TEMPORARY.match(entry.name)
-            if match and match["name"] == name and match["host"] == _HOST and not process_alive(int(match["pid"])):
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if self.local:
+            remove_dead_writers_temporaries(Path(directory), name)
 
     @contextmanager
     def _local_temporary(self, path: UPath, directory: bool = False) -> Iterator[Path]:
@@ -212,19 +208,36 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it over `path`, on failure remove it.
     For files outside the store's assets (the sample registry, the demo's inputs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(_temporary_name(path.name, "tmp"))
+    temporary = temporary_path(path)
     try:
         yield temporary
-        _fsync(temporary)
+        fsync_file(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _temporary_name(name: str, kind: str) -> str:
-    return f".{name}.{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}"
+def temporary_path(path: Path) -> Path:
+    """A hidden temporary name beside `path` for a file that will be renamed to it (see atomic_path);
+    remove_dead_writers_temporaries knows it by its host and pid."""
+    return path.with_name(_temporary_name(path.name, "tmp"))
 
 
-def _fsync(path: Path) -> None:
+def remove_dead_writers_temporaries(directory: Path, name: str | None = None) -> None:
+    """Remove the temporaries (of `name`, or of any name) that writers on this host left in
+    `directory` when they were killed."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match and name in (None, match["name"]) and match["host"] == _HOST and not process_alive(int(match["pid"])):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _temporary_name(name: str, kind: str) -> str:
+    return f".{name}.{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}"

@@ -1,11 +1,13 @@
 """Each distinct sequence embedded once, on the real tiny models: the same vectors as embedding every
-row, fewer tokens, and the float32 redo and progress counting distinct sequences."""
+row, fewer tokens, and the float32 redo and progress counting distinct sequences; with the embedding
+cache, a later sample embeds only what an earlier one did not."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
 from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
+from virnucpro_assets.storage.embedding_cache import EmbeddingCache
 
 GOLDEN = Path(__file__).parent.parent / "data" / "dnabert2_tiny"
 
@@ -82,3 +85,42 @@ def test_the_float32_redo_runs_once_per_distinct_sequence(caplog):
     assert np.isfinite(reduced.vectors).all() and len(reduced.vectors) == len(rows)
     assert [r.getMessage().split(" sequences")[0] for r in caplog.records] == [f"{poisoned} of {len(distinct.sequences)}"]
     assert len(distinct.sequences) == len(sequences)
+
+
+def test_a_cache_gives_a_later_sample_the_vectors_an_earlier_one_embedded(tmp_path):
+    embedder = Esm2Embedder.from_source(str(write_tiny_esm2_checkpoint(tmp_path / "esm2_t2_tiny.pt")))
+    rng = random.Random(6)
+    proteins = ["".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randint(1, 90))) for _ in range(60)]
+    first, second = with_repeats(proteins[:40], seed=7), with_repeats(proteins[20:], seed=8)  # 20 proteins shared
+
+    def embed(sequences):
+        return embedder.embed(sequences, token_budget=400)
+
+    def cache():
+        return EmbeddingCache(tmp_path / "cache", embedder.embedding_key, "float32", embedder.dim, 10**9)
+
+    cold = cache()
+    cached, _ = embed_distinct(embed, pa.array(first), cold)
+    plain, _ = embed_distinct(embed, pa.array(first))
+    assert (cold.stats.hits, cold.stats.misses, cold.stats.added) == (0, 40, 40)
+    assert cached.vectors.tobytes() == plain.vectors.tobytes()  # nothing found: the same batches, the same bytes
+
+    warm = cache()
+    cached, distinct = embed_distinct(embed, pa.array(second), warm)
+    plain, _ = embed_distinct(embed, pa.array(second))
+    assert (warm.stats.hits, warm.stats.misses, warm.stats.added) == (20, 20, 20)
+    assert cached.tokens == sum(len(p) + 2 for p in proteins[40:]) < plain.tokens  # only the new ones embedded
+    np.testing.assert_allclose(cached.vectors, plain.vectors, rtol=0, atol=1e-6)
+    for protein in set(second):  # repeats still share their vector
+        same = cached.vectors[[row == protein for row in second]]
+        assert (same == same[0]).all()
+
+
+def test_the_dnabert_cache_key_follows_weights_config_and_tokenizer_not_the_path(tmp_path):
+    copy, changed = tmp_path / "copy", tmp_path / "changed"
+    for directory in (copy, changed):
+        shutil.copytree(GOLDEN, directory)
+    tokenizer = changed / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text() + "\n")
+    keys = [DnabertEmbedder.from_source(str(directory)).embedding_key for directory in (GOLDEN, copy, changed)]
+    assert keys[0] == keys[1] != keys[2]

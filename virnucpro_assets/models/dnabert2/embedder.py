@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,7 @@ from virnucpro_assets.models.batching import memory_token_budget, ragged_rows
 from virnucpro_assets.models.compilation import compile_layers
 from virnucpro_assets.models.dnabert2.architecture import DnabertModel
 from virnucpro_assets.models.dnabert2.loading import (
+    CONFIG_FILE,
     DEFAULT_DNABERT_SOURCE,
     TOKENIZER_FILE,
     find_weights_file,
@@ -94,6 +96,14 @@ class DnabertEmbedder:
     @property
     def identity(self) -> ModelIdentity:
         return ModelIdentity(name=self._name, content_hash=self._content_hash.result())
+
+    @property
+    def embedding_key(self) -> str:
+        """A hash of everything that decides the vectors besides the precision: the weights, and
+        the configuration and tokenizer that turn a sequence into their input (the embedding cache's
+        model key)."""
+        parts = [self.identity.content_hash, *(hash_files([self.directory / name]) for name in (CONFIG_FILE, TOKENIZER_FILE))]
+        return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
     @classmethod
     def from_source(

@@ -81,6 +81,13 @@ class Esm2Embedder:
         for letter in self._residue_letters:
             self._token_of_byte[ord(letter)] = alphabet.get_idx(letter)
 
+    @property
+    def embedding_key(self) -> str:
+        """A hash of everything that decides the vectors besides the precision (the embedding
+        cache's model key): the checkpoint's, which holds the weights and the model's arguments (the
+        alphabet is fair-esm's own)."""
+        return self.identity.content_hash
+
     @classmethod
     def from_source(
         cls,

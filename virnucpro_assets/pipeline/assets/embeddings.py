@@ -13,8 +13,10 @@ from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.executors import GPU_STEP_TAGS
 from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, esm2_version
+from virnucpro_assets.pipeline.resources import StoreResource
 from virnucpro_assets.settings import Settings
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, EmbeddingTable
+from virnucpro_assets.storage.embedding_cache import EmbeddingCache
 
 
 def embedding_asset(
@@ -49,11 +51,12 @@ def embedding_asset(
         description=description,
     )
     def embeddings(
-        context: dg.AssetExecutionContext, translated_proteins: pa.Table, gpu: GpuResource, models: ModelsResource
+        context: dg.AssetExecutionContext, translated_proteins: pa.Table, gpu: GpuResource, models: ModelsResource, store: StoreResource
     ) -> dg.Output[EmbeddingTable]:
         with gpu.lease(context) as device:
             held_from = time.time()
             dtype = models.torch_dtype(device.torch_device)
+            precision = str(dtype).removeprefix("torch.")
             started = time.perf_counter()
             compiled = source in models.compiled_models() and device.torch_device.startswith("cuda")
             model = embedder.from_source(getattr(models, source), device=device.torch_device, dtype=dtype, compiled=compiled)
@@ -63,31 +66,55 @@ def embedding_asset(
                 token_budget=getattr(models, f"{source}_token_budget"),
                 on_progress=progress_logger(context.log, f"{name} [{context.partition_key}] on {device.identity}"),
             )
-            result, distinct = embed_distinct(embed, translated_proteins.column(column))
+            cache = store.embedding_cache_of(source, model, precision)
+            result, distinct = embed_distinct(embed, translated_proteins.column(column), cache)
             embedded = time.perf_counter()
         held_until = time.time()
+        embed_s = embedded - loaded - (cache.stats.lookup_s + cache.stats.add_s if cache else 0.0)
         return dg.Output(
             EmbeddingTable(translated_proteins.column("pair_id").combine_chunks(), result.vectors),
             metadata={
                 "model_width": model.dim,
                 "pairs": distinct.rows,
                 "distinct_sequences": len(distinct.sequences),
-                # Tokens of the distinct sequences: what the model ran.
+                # Tokens of the distinct sequences the model ran (those not found in the cache).
                 "tokens": result.tokens,
-                "tokens_per_s": round(result.tokens / max(embedded - loaded, 1e-9), 1),
+                "tokens_per_s": round(result.tokens / max(embed_s, 1e-9), 1),
                 "model_load_s": round(loaded - started, 3),
-                "embed_s": round(embedded - loaded, 3),
+                "embed_s": round(embed_s, 3),
+                **cache_metadata(cache),
                 "device": device.identity,
                 # When this step held its device (epoch seconds): what shows one step per device at a time.
                 "device_held_from": held_from,
                 "device_held_until": held_until,
-                "precision": str(dtype).removeprefix("torch."),
+                "precision": precision,
                 "model": model.identity.name,
                 "model_sha256": model.identity.content_hash,
             },
         )
 
     return embeddings
+
+
+def cache_metadata(cache: EmbeddingCache | None) -> dict:
+    """What a step's embedding cache did: distinct sequences found (hits) and embedded and added
+    (misses), entries that failed their check, seconds of lookup and addition."""
+    if cache is None:
+        return {"embedding_cache": "off"}
+    stats = cache.stats
+    metadata = {
+        "embedding_cache": str(cache.namespace),
+        "cache_hits": stats.hits,
+        "cache_misses": stats.misses,
+        "cache_added": stats.added,
+        "cache_corrupt": stats.corrupt,
+        "cache_evicted_segments": stats.evicted_segments,
+        "cache_lookup_s": round(stats.lookup_s, 3),
+        "cache_add_s": round(stats.add_s, 3),
+    }
+    if stats.errors:
+        metadata["cache_errors"] = dg.MetadataValue.md("\n".join(f"- {error}" for error in stats.errors))
+    return metadata
 
 
 def progress_logger(log, label: str, clock=time.monotonic):
