@@ -17,7 +17,7 @@ shard); the first line describes the sample and how evenly its distinct reads sp
 shards (`distinct_reads_per_shard_max_over_mean`).
 
 For each shard both embedders run on the shard's pairs: `every pair` as before, and `distinct per
-shard` through `embed_distinct` as the embedding assets now do. One JSON line per model and
+shard` through `embed_rows` as the embedding assets now do. One JSON line per model and
 variant (sequences embedded, tokens, seconds, tokens/s), then one per model with the savings and
 the distinct sequences of the whole sample (`distinct_in_sample`: what sharding by sequence lets
 the per-shard reduction reach, as against `tokens_if_round_robin`, the tokens of the same
@@ -44,7 +44,7 @@ from benchmarks.common import SHARED_GENOMES, emit
 from benchmarks.gpu_common import CHUNK_LENGTH, device_name, synchronize, tokenizer_training_text
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
-from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
+from virnucpro_assets.models.distinct import distinct_sequences, embed_rows
 
 PHAGE = "phage_T7"
 BACTERIA = ("Ecoli", "Helicobacter", "Kutzneria")
@@ -152,7 +152,7 @@ def compare(
                 result = embedder.embed(shard.column(column).to_pylist())
                 sequences += shard.num_rows
             else:
-                result, distinct = embed_distinct(embedder.embed, shard.column(column))
+                result, distinct = embed_rows(embedder.embed, shard.column(column))
                 sequences += len(distinct.sequences)
             synchronize(device)
             elapsed += time.perf_counter() - started

@@ -9,7 +9,7 @@ Samples: the first is `benchmarks/duplicates.py`'s (one phage at high coverage, 
 exact duplicates); the second takes `--shared` of its reads from the first (new ids) and the rest
 from a sample made the same way with another seed (whose phage reads also meet the first's by
 chance, as in two runs of one phage). Both go through `split_reads` and `translate_reads` into
-`--shards` shards. Each embedder then runs both samples shard by shard through `embed_distinct`, as
+`--shards` shards. Each embedder then runs both samples shard by shard through `embed_rows`, as
 the embedding assets do: without a cache, then with an empty cache in `--cache-dir` (default: a
 temporary directory), which the first sample fills and the second uses. One JSON line per model,
 sample and variant (distinct sequences, hits, tokens, seconds embedding, looking up and adding),
@@ -45,7 +45,7 @@ from benchmarks.duplicates import build_models, duplicated_sample, results
 from benchmarks.gpu_common import CHUNK_LENGTH, device_name, synchronize
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.reads import write_fasta
-from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
+from virnucpro_assets.models.distinct import distinct_sequences, embed_rows
 from virnucpro_assets.storage.embedding_cache import CachedVectors, CacheStats, EmbeddingCache, sequence_keys
 
 UNBOUNDED = 10**15
@@ -148,7 +148,7 @@ def embed_sample(model, variant, name, column, embedder, shards, cache, device) 
     for shard in shards:
         synchronize(device)
         started = time.perf_counter()
-        result, found = embed_distinct(embedder.embed, shard.column(column), cache)
+        result, found = embed_rows(embedder.embed, shard.column(column), cache)
         synchronize(device)
         wall += time.perf_counter() - started
         parts.append(result.vectors)

@@ -175,12 +175,14 @@ def run_configuration(root: Path, reads: Path, executor: str, launch: str, devic
         import dagster as dg
 
         with contextlib.ExitStack() as daemon:
-            if launch == "automation":  # as deployed: the daemon runs before a sample arrives
+            instance = daemon.enter_context(dg.DagsterInstance.from_config(str(home)))
+            if launch == "automation":  # as deployed: the daemon runs, its sensors ticking, before a sample arrives
                 daemon.enter_context(running_daemon(env, CHECKOUT / "workspace.yaml"))
+                while not timeline.automation_ticks(instance, 0)["automation_ticks"]:
+                    time.sleep(0.5)
             started = time.time()
             cli("virnucpro-assets", "add-sample", str(reads), "--name", SAMPLE)
             cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", SAMPLE)
-            instance = daemon.enter_context(dg.DagsterInstance.from_config(str(home)))
             if launch == "backfill":
                 daemon.enter_context(running_daemon(env, CHECKOUT / "workspace.yaml"))
                 cli("dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--noprompt",

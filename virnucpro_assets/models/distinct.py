@@ -47,25 +47,34 @@ def distinct_sequences(column: pa.Array | pa.ChunkedArray) -> DistinctSequences:
 
 
 def embed_distinct(
-    embed: Callable[[list[str]], Embeddings], column: pa.Array | pa.ChunkedArray, cache: EmbeddingCache | None = None
-) -> tuple[Embeddings, DistinctSequences]:
-    """`embed` (an embedder's `embed` with its options bound) run once per distinct sequence of
-    `column`; the vectors come back one per row of `column`, `tokens` counts what was embedded.
+    embed: Callable[[list[str]], Embeddings], distinct: DistinctSequences, cache: EmbeddingCache | None = None
+) -> Embeddings:
+    """`embed` (an embedder's `embed` with its options bound) run on `distinct.sequences`: one vector
+    per distinct sequence (`distinct.expand` gives every row its own), `tokens` counts what was
+    embedded. Only this needs the device: finding the distinct sequences and expanding their vectors
+    to the rows are the host's work, done before and after the step holds its GPU.
 
     With a `cache` (of this model and precision): the distinct sequences found there are not
     embedded, the others are, in order of first occurrence, and are added to it (`cache.stats`
     counts hits and misses)."""
-    distinct = distinct_sequences(column)
     if cache is None:
-        result = embed(distinct.sequences)
-        return Embeddings(vectors=distinct.expand(result.vectors), tokens=result.tokens), distinct
+        return embed(distinct.sequences)
     found = cache.lookup(distinct.sequences)
     misses = found.misses
     result = embed([distinct.sequences[index] for index in misses])
     cache.add(found, result.vectors)
     if len(misses) == len(distinct.sequences):  # nothing found: the embedder's vectors as they are
-        vectors = result.vectors
-    else:
-        vectors = found.vectors
-        vectors[misses] = result.vectors
-    return Embeddings(vectors=distinct.expand(vectors), tokens=result.tokens), distinct
+        return result
+    vectors = found.vectors
+    vectors[misses] = result.vectors
+    return Embeddings(vectors=vectors, tokens=result.tokens)
+
+
+def embed_rows(
+    embed: Callable[[list[str]], Embeddings], column: pa.Array | pa.ChunkedArray, cache: EmbeddingCache | None = None
+) -> tuple[Embeddings, DistinctSequences]:
+    """embed_distinct over the distinct sequences of `column`, with one vector per row of `column`
+    (the three stages at once, where nothing holds a device in between: benchmarks, tests)."""
+    distinct = distinct_sequences(column)
+    result = embed_distinct(embed, distinct, cache)
+    return Embeddings(vectors=distinct.expand(result.vectors), tokens=result.tokens), distinct

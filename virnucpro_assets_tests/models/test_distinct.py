@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
-from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
+from virnucpro_assets.models.distinct import distinct_sequences, embed_rows
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.storage.embedding_cache import EmbeddingCache
@@ -55,7 +55,7 @@ def test_esm2_on_distinct_proteins_gives_every_row_its_vector_for_fewer_tokens(t
     progress = []
     clock = itertools.count(0, 10).__next__  # each reading 10 s after the last: a report per batch
 
-    reduced, distinct = embed_distinct(
+    reduced, distinct = embed_rows(
         lambda sequences: embedder.embed(sequences, token_budget=400, on_progress=lambda *call: progress.append(call), clock=clock),
         pa.array(rows),
     )
@@ -80,7 +80,7 @@ def test_the_float32_redo_runs_once_per_distinct_sequence(caplog):
     rows = with_repeats(sequences, seed=5)
 
     with caplog.at_level(logging.WARNING, logger="virnucpro_assets.models.embedding_loop"):
-        reduced, distinct = embed_distinct(lambda s: half.embed(s, token_budget=600), pa.array(rows))
+        reduced, distinct = embed_rows(lambda s: half.embed(s, token_budget=600), pa.array(rows))
 
     assert np.isfinite(reduced.vectors).all() and len(reduced.vectors) == len(rows)
     assert [r.getMessage().split(" sequences")[0] for r in caplog.records] == [f"{poisoned} of {len(distinct.sequences)}"]
@@ -100,14 +100,14 @@ def test_a_cache_gives_a_later_sample_the_vectors_an_earlier_one_embedded(tmp_pa
         return EmbeddingCache(tmp_path / "cache", embedder.embedding_key, "float32", embedder.dim, 10**9)
 
     cold = cache()
-    cached, _ = embed_distinct(embed, pa.array(first), cold)
-    plain, _ = embed_distinct(embed, pa.array(first))
+    cached, _ = embed_rows(embed, pa.array(first), cold)
+    plain, _ = embed_rows(embed, pa.array(first))
     assert (cold.stats.hits, cold.stats.misses, cold.stats.added) == (0, 40, 40)
     assert cached.vectors.tobytes() == plain.vectors.tobytes()  # nothing found: the same batches, the same bytes
 
     warm = cache()
-    cached, distinct = embed_distinct(embed, pa.array(second), warm)
-    plain, _ = embed_distinct(embed, pa.array(second))
+    cached, distinct = embed_rows(embed, pa.array(second), warm)
+    plain, _ = embed_rows(embed, pa.array(second))
     assert (warm.stats.hits, warm.stats.misses, warm.stats.added) == (20, 20, 20)
     assert cached.tokens == sum(len(p) + 2 for p in proteins[40:]) < plain.tokens  # only the new ones embedded
     np.testing.assert_allclose(cached.vectors, plain.vectors, rtol=0, atol=1e-6)

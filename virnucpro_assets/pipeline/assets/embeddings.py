@@ -6,7 +6,7 @@ import time
 import dagster as dg
 import pyarrow as pa
 
-from virnucpro_assets.models.distinct import embed_distinct
+from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
 from virnucpro_assets.models.dnabert2 import DnabertEmbedder
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.automation import follows_upstream
@@ -53,6 +53,7 @@ def embedding_asset(
     def embeddings(
         context: dg.AssetExecutionContext, translated_proteins: pa.Table, gpu: GpuResource, models: ModelsResource, store: StoreResource
     ) -> dg.Output[EmbeddingTable]:
+        distinct = distinct_sequences(translated_proteins.column(column))
         with gpu.lease(context) as device:
             held_from = time.time()
             dtype = models.torch_dtype(device.torch_device)
@@ -67,12 +68,12 @@ def embedding_asset(
                 on_progress=progress_logger(context.log, f"{name} [{context.partition_key}] on {device.identity}"),
             )
             cache = store.embedding_cache_of(source, model, precision)
-            result, distinct = embed_distinct(embed, translated_proteins.column(column), cache)
+            result = embed_distinct(embed, distinct, cache)
             embedded = time.perf_counter()
         held_until = time.time()
         embed_s = embedded - loaded - (cache.stats.lookup_s + cache.stats.add_s if cache else 0.0)
         return dg.Output(
-            EmbeddingTable(translated_proteins.column("pair_id").combine_chunks(), result.vectors),
+            EmbeddingTable(translated_proteins.column("pair_id").combine_chunks(), distinct.expand(result.vectors)),
             metadata={
                 "model_width": model.dim,
                 "pairs": distinct.rows,
