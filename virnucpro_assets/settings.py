@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,13 +140,7 @@ def instance_directory() -> Path:
 
 def pool_recheck_s() -> float:
     value = os.environ.get("VIRNUCPRO_POOL_RECHECK_S", str(DEFAULT_POOL_RECHECK_S))
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not 0.1 <= seconds <= 15:
-        raise ConfigurationError(f"VIRNUCPRO_POOL_RECHECK_S={value!r}: give seconds from 0.1 to 15 (15: Dagster's own backoff)")
-    return seconds
+    return _number(value, "VIRNUCPRO_POOL_RECHECK_S", lambda s: 0.1 <= s <= 15, "give seconds from 0.1 to 15 (15: Dagster's own backoff)")
 
 
 def shard_count() -> int:
@@ -226,13 +221,7 @@ def embedding_cache_max_gb() -> float:
 
 
 def check_embedding_cache_max_gb(value: float | str, source: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not 0 < number < math.inf:
-        raise ConfigurationError(f"{source}={value!r}: give the embedding cache's size bound in GB, a number above 0")
-    return number
+    return _number(value, source, lambda gb: 0 < gb < math.inf, "give the embedding cache's size bound in GB, a number above 0")
 
 
 def model_source(variable: str, default: str) -> str:
@@ -269,10 +258,15 @@ def _whole_number(variable: str, default: int) -> int:
 
 
 def _fraction(value: float | str, source: str, hint: str = "give a number from 0 to 1") -> float:
+    return _number(value, source, lambda number: 0.0 <= number <= 1.0, hint)
+
+
+def _number(value: float | str, source: str, accepted: Callable[[float], bool], hint: str) -> float:
+    """float(value) if `accepted` takes it (never NaN), else a ConfigurationError "<source>=<value>: <hint>"."""
     try:
         number = float(value)
     except ValueError:
         number = math.nan
-    if not 0.0 <= number <= 1.0:
+    if not accepted(number):
         raise ConfigurationError(f"{source}={value!r}: {hint}")
     return number
