@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from benchmarks import (
     compiler_warm_up,
     distributed,
@@ -87,6 +89,7 @@ def test_dnabert_throughput(monkeypatch, capsys):
     assert profile["top"] and profile["kernels_s"] > 0 and all(0 < share <= 1 for _, _, share in profile["top"])
 
 
+@pytest.mark.long(10)
 def test_pipeline(monkeypatch, capsys, tmp_path):
     for variable in ("VIRNUCPRO_SHARDS", "VIRNUCPRO_CHUNK_LENGTH", "VIRNUCPRO_STORE", "VIRNUCPRO_DNABERT_MODEL",
                      "VIRNUCPRO_ESM2_MODEL", "VIRNUCPRO_CLASSIFIER"):
@@ -123,6 +126,7 @@ def test_duplicates(monkeypatch, capsys, tmp_path):
     assert max(comparison["max_vector_diff"].values()) <= 1e-6
 
 
+@pytest.mark.long(15)
 def test_io_managers(monkeypatch, capsys, tmp_path):
     lines = run(io_managers, monkeypatch, capsys, "--reads", 300, "--repeats", 1, "--workdir", tmp_path)
     steps = {(line["asset"], line["variant"]): line for line in lines if "variant" in line}
@@ -146,6 +150,7 @@ def test_tensor_store(monkeypatch, capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []  # the scratch files are gone
 
 
+@pytest.mark.long(50)
 def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     """The real daemon, queued runs, pool and leases over two simulated devices, then one, and
     the comparison of both (GPU figures: README, "GPU speed and precision")."""
@@ -167,6 +172,7 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     assert scaling["outputs_identical"]
 
 
+@pytest.mark.long(25)
 def test_compiler_warm_up(monkeypatch, capsys):
     lines = run(
         compiler_warm_up, monkeypatch, capsys, "--pause", 0, "--processes", 1, "--layers", 1, "--dim", 16, "--heads", 2, "--proteins", 2,
@@ -186,6 +192,7 @@ def test_train_classifier(monkeypatch, capsys):
     assert summary["device"] == "cpu" and summary["epochs"] == 2 and summary["epochs_per_s"] > 0
 
 
+@pytest.mark.long(30)
 def test_distributed(monkeypatch, capsys):
     """Real PostgreSQL, Redis, daemons and Celery workers of two simulated hosts, two short stand-in steps."""
     lines = run(distributed, monkeypatch, capsys, "--hosts", 2, "--devices-per-host", 1, "--partitions", 2, "--step-seconds", 0.2)
