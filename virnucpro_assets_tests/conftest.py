@@ -14,6 +14,16 @@ os.environ.setdefault("VIRNUCPRO_SHARDS", "3")
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked `long` first, longest first; the others after them, in collection order."""
+
+    def seconds(item) -> float:
+        marker = item.get_closest_marker("long")
+        return marker.args[0] if marker else 0
+
+    items.sort(key=seconds, reverse=True)
+
+
 @pytest.fixture(scope="session")
 def genomes():
     return load_genomes(GENOMES)

@@ -4,6 +4,7 @@ tiny demo models, CLI calls against it, and a daemon started and stopped by its 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +55,23 @@ class Instance:
             wanted = {"QUEUED_RUN_COORDINATOR", "MONITORING"}
             wait_for(lambda: wanted <= {h.daemon_type for h in instance.get_daemon_heartbeats().values()}, 120, "daemon heartbeats")
             yield process
+
+
+def freeze_a_step_holding_its_device(holding, seconds: float, what: str) -> dict:
+    """SIGSTOP the process of a step while it holds its device, found by polling `holding()` (the
+    lease's details of such a step, pid included, or None) and confirmed after the stop: it is then
+    certainly mid-step, and stays there until the test lets it go (SIGCONT) or kills it. A step that
+    released its device between the read and the stop is let go, and the next one is taken."""
+
+    def frozen():
+        if holder := holding():
+            os.kill(holder["pid"], signal.SIGSTOP)
+            if holding() == holder:
+                return holder
+            os.kill(holder["pid"], signal.SIGCONT)
+        return None
+
+    return wait_for(frozen, seconds, what, poll=0.02)
 
 
 def wait_for(condition, seconds: float, what: str, poll: float = 0.5):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from benchmarks import (
     compiler_warm_up,
     distributed,
@@ -88,6 +90,7 @@ def test_dnabert_throughput(monkeypatch, capsys):
     assert profile["top"] and profile["kernels_s"] > 0 and all(0 < share <= 1 for _, _, share in profile["top"])
 
 
+@pytest.mark.long(10)
 def test_pipeline(monkeypatch, capsys, tmp_path):
     for variable in ("VIRNUCPRO_SHARDS", "VIRNUCPRO_CHUNK_LENGTH", "VIRNUCPRO_STORE", "VIRNUCPRO_DNABERT_MODEL",
                      "VIRNUCPRO_ESM2_MODEL", "VIRNUCPRO_CLASSIFIER"):
@@ -149,6 +152,7 @@ def test_embedding_cache(monkeypatch, capsys, tmp_path):
     assert [(line["scan_segments"], line["cache_entries"]) for line in lines if "scan_segments" in line] == [(1, 1000), (4, 1000)]
 
 
+@pytest.mark.long(15)
 def test_io_managers(monkeypatch, capsys, tmp_path):
     lines = run(io_managers, monkeypatch, capsys, "--reads", 300, "--repeats", 1, "--workdir", tmp_path)
     steps = {(line["asset"], line["variant"]): line for line in lines if "variant" in line}
@@ -172,6 +176,7 @@ def test_tensor_store(monkeypatch, capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []  # the scratch files are gone
 
 
+@pytest.mark.long(120)
 def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     """The real daemon, queued runs, pool and leases over two simulated devices, then one, and
     the comparison of both (GPU figures: README, "GPU speed and precision"); then the one-device
@@ -215,6 +220,7 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
     assert comparison["devices"] == 1 and comparison["outputs_identical"] and comparison["throughput_celery_over_in_process"] > 0
 
 
+@pytest.mark.long(25)
 def test_compiler_warm_up(monkeypatch, capsys):
     lines = run(
         compiler_warm_up, monkeypatch, capsys, "--pause", 0, "--processes", 1, "--layers", 1, "--dim", 16, "--heads", 2, "--proteins", 2,
@@ -236,6 +242,7 @@ def test_train_classifier(monkeypatch, capsys):
     assert comparison == {"benchmark": "train_classifier_comparison", "epochs_to_stop": None}
 
 
+@pytest.mark.long(30)
 def test_distributed(monkeypatch, capsys):
     """Real PostgreSQL, Redis, daemons and Celery workers of two simulated hosts, two short stand-in steps."""
     lines = run(distributed, monkeypatch, capsys, "--hosts", 2, "--devices-per-host", 1, "--partitions", 2, "--step-seconds", 0.2)

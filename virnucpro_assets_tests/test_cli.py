@@ -17,6 +17,7 @@ def run(args, home, **kwargs):
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1], **kwargs)
 
 
+@pytest.mark.long(15)
 def test_add_sample_then_dagster_asset_materialize(tmp_path, genome_reads):
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -101,6 +102,7 @@ def test_run_with_one_model_wrong_stops_at_once_naming_it(tmp_path, demo_model_s
     assert not (tmp_path / "results").exists()  # no instance, no store, nothing
 
 
+@pytest.mark.long(10)
 def test_run_from_reads_to_the_original_result_files(tmp_path, demo_model_settings, shared_reads):
     from benchmarks.original import process_reads
 
@@ -151,6 +153,7 @@ def instance_of(home: str):
     return dg.DagsterInstance.from_config(home)
 
 
+@pytest.mark.long(18)
 def test_remove_sample_deletes_its_files_entry_and_partition_only(tmp_path, genome_reads):
     import dagster as dg
 

@@ -27,7 +27,7 @@ from virnucpro_assets.demo.reads import cut_reads, write_fasta
 from virnucpro_assets.gpu.inventory import Device, discover_devices
 from virnucpro_assets.gpu.leases import device_holders
 from virnucpro_assets.pipeline.executors import GPU_QUEUE
-from virnucpro_assets_tests.daemon import BIN, CHECKOUT, wait_for
+from virnucpro_assets_tests.daemon import BIN, CHECKOUT, freeze_a_step_holding_its_device, wait_for
 
 SHARDS = ["000", "001", "002", "003"]
 SHARD_ASSETS = ("translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
@@ -47,8 +47,9 @@ class Host:
     """A simulated host: its own DAGSTER_HOME and host name; the deployment's instance, broker,
     store and models."""
 
-    def __init__(self, root: Path, name: str, common: dict[str, str], **settings: str):
+    def __init__(self, root: Path, name: str, common: dict[str, str], workers: tuple[str, ...] = (), **settings: str):
         self.name = name
+        self.workers = workers  # the arguments of its `virnucpro-assets worker`
         self.home = root / name
         self.env = {**os.environ, **common, "DAGSTER_HOME": str(self.home), "VIRNUCPRO_HOST_NAME": name, **settings}
 
@@ -57,23 +58,13 @@ class Host:
         assert done.returncode == 0, f"{self.name}: {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    @contextlib.contextmanager
-    def workers(self, *args: str):
-        """`virnucpro-assets worker ARGS` for the block, stopped by its process group."""
+    def start_workers(self) -> subprocess.Popen:
+        """`virnucpro-assets worker` in its own process group, its output in workers.log."""
         with open(self.home / "workers.log", "wb") as log:
-            process = subprocess.Popen(
-                [str(BIN / "virnucpro-assets"), "worker", *args], env=self.env, cwd=CHECKOUT,
+            return subprocess.Popen(
+                [str(BIN / "virnucpro-assets"), "worker", *self.workers], env=self.env, cwd=CHECKOUT,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(60)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
     def holder(self, asset: str) -> dict | None:
         """Who holds this host's simulated GPU for a step of `asset`, if anyone does."""
@@ -82,22 +73,34 @@ class Host:
         return holder.details if holder.held and holder.details.get("asset") == asset and "pid" in holder.details else None
 
 
-def freeze_a_step_holding_its_device(hosts: list[Host], asset: str) -> tuple[Host, dict]:
-    """SIGSTOP the worker process of a step of `asset` while it holds its device, found by polling
-    the hosts' lease files and confirmed after the stop: it is then certainly mid-step, and stays
-    there until the test lets it go (SIGCONT) or kills it. A step that released its device between
-    the read and the stop is let go, and the next one is taken."""
+@contextlib.contextmanager
+def workers_of(*hosts: Host):
+    """The hosts' `virnucpro-assets worker` for the block, stopped together: SIGTERM to every
+    supervisor (each stops its workers), then each one waited for and its process group killed."""
+    processes = [host.start_workers() for host in hosts]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(60)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
-    def frozen():
-        for host in hosts:
-            if holder := host.holder(asset):
-                os.kill(holder["pid"], signal.SIGSTOP)
-                if host.holder(asset) == holder:
-                    return host, holder
-                os.kill(holder["pid"], signal.SIGCONT)
-        return None
 
-    return wait_for(frozen, TIMEOUT_S, f"a {asset} step holding its device", poll=0.02)
+def freeze_a_step(hosts: list[Host], asset: str) -> tuple[Host, dict]:
+    """A step of `asset` frozen mid-step on one of the hosts' devices
+    (virnucpro_assets_tests.daemon.freeze_a_step_holding_its_device), and that host."""
+
+    def holding() -> dict | None:
+        return next(filter(None, (host.holder(asset) for host in hosts)), None)
+
+    holder = freeze_a_step_holding_its_device(holding, TIMEOUT_S, f"a {asset} step holding its device")
+    [host] = [host for host in hosts if holder["device"].startswith(f"{host.name}/")]
+    return host, holder
 
 
 def digests(directory: Path, names) -> dict[str, str]:
@@ -122,6 +125,7 @@ def describe_runs(instance) -> str:
     )
 
 
+@pytest.mark.long(100)
 def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_and_a_broker_restart(tmp_path, models, genomes):
     reads = tmp_path / "s.fasta"
     # Enough proteins per shard that a GPU step holds its device for tenths of a second (long enough
@@ -148,9 +152,9 @@ def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_an
             "VIRNUCPRO_CELERY_BROKER": broker.url,
             "VIRNUCPRO_SENSOR_INTERVAL": "2",
         }
-        host_a = Host(tmp_path, "host-a", common, VIRNUCPRO_FAKE_GPUS="1")
-        host_b = Host(tmp_path, "host-b", common, VIRNUCPRO_FAKE_GPUS="1")
-        host_c = Host(tmp_path, "host-c", common)
+        host_a = Host(tmp_path, "host-a", common, ("--gpus", "all"), VIRNUCPRO_FAKE_GPUS="1")
+        host_b = Host(tmp_path, "host-b", common, ("--gpus", "all"), VIRNUCPRO_FAKE_GPUS="1")
+        host_c = Host(tmp_path, "host-c", common, ("--gpus", "none", "--cpu", "2"))
         assert "(PostgreSQL): gpu pool limit 2" in host_a.cli("virnucpro-assets", "init", "--postgres", postgres.url, "--gpu-slots", "2")
         # The other hosts' instance is the same file (init on each does the same, at a few seconds of imports each).
         config = (host_a.home / "dagster.yaml").read_text()
@@ -161,9 +165,7 @@ def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_an
 
         with (
             dg.DagsterInstance.from_config(str(host_a.home)) as instance,
-            host_a.workers("--gpus", "all"),
-            host_b.workers("--gpus", "all"),
-            host_c.workers("--gpus", "none", "--cpu", "2"),
+            workers_of(host_a, host_b, host_c),
             running_daemon(host_a.env, CHECKOUT / "workspace.yaml"),
         ):
             inbox = host_a.home / "inbox"
@@ -172,7 +174,7 @@ def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_an
 
             # The broker stops for OUTAGE_S while a GPU step is in flight, and the step ends during the
             # outage (its result has nowhere to go until the broker is back): runs wait, none fails.
-            host, holder = freeze_a_step_holding_its_device([host_a, host_b], "dnabert_embeddings")
+            host, holder = freeze_a_step([host_a, host_b], "dnabert_embeddings")
             broker.stop()
             stopped = time.monotonic()
             os.kill(holder["pid"], signal.SIGCONT)
@@ -183,7 +185,7 @@ def test_two_hosts_share_an_instance_broker_and_store_through_a_killed_worker_an
             assert dg.DagsterRunStatus.STARTED in during.values() and dg.DagsterRunStatus.FAILURE not in during.values(), during
 
             # kill -9 the worker process of an ESM-2 step while it holds its device.
-            host, holder = freeze_a_step_holding_its_device([host_a, host_b], "esm2_embeddings")
+            host, holder = freeze_a_step([host_a, host_b], "esm2_embeddings")
             os.kill(holder["pid"], signal.SIGKILL)
             killed_run_id, killed_partition = holder["run_id"], holder["partition"]
 

@@ -68,6 +68,7 @@ def show_asset_graph(browser, url: str) -> None:
     WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: all(name in page_text(b) for name in ASSETS))
 
 
+@pytest.mark.long(45)
 def test_the_ui_shows_the_pipeline_and_runs_a_sample_to_its_report(tmp_path, genome_reads, browser):
     models = build_demo_models(tmp_path / "models", GENOMES, 500)
     instance = Instance(tmp_path, models, VIRNUCPRO_SHARDS="2", VIRNUCPRO_SENSOR_INTERVAL="1", VIRNUCPRO_INBOX=str(tmp_path / "inbox"))

@@ -27,8 +27,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from virnucpro_assets.results.html_report import REPORT_PAGE, Provenance, render_report
 from virnucpro_assets.sequences.chunking import chunk_layout
@@ -271,6 +269,11 @@ def plot_read_scores(per_read: pl.DataFrame, threshold: float) -> bytes:
     """A PNG histogram of the scored reads' max_virus_score from `per_read_table`, stacked by
     decision (virus red, as drew_fig.py colours it; others dark blue), the threshold drawn; the
     unscored reads are counted in the title."""
+    # matplotlib is imported here, when the plot is drawn: every step's process imports this
+    # module, and matplotlib takes a few tenths of a second to import.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     scored = per_read.filter(pl.col("decision") != UNSCORED)
     virus = scored.filter(pl.col("decision") == VIRUS)["max_virus_score"].to_numpy()
     others = scored.filter(pl.col("decision") == OTHERS)["max_virus_score"].to_numpy()

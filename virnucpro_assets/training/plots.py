@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from virnucpro_assets.training.trainer import TrainingResult, confusion_matrix, roc_curve
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(width: float, height: float) -> Figure:
+    # matplotlib is imported here, when a picture is drawn: every step's process imports this
+    # module, and matplotlib takes a few tenths of a second to import.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _png(figure: Figure) -> bytes:
@@ -17,7 +28,7 @@ def _png(figure: Figure) -> bytes:
 
 
 def epochs_plot(result: TrainingResult) -> bytes:
-    figure = Figure(figsize=(8, 4), layout="constrained")
+    figure = _figure(8, 4)
     losses, scores = figure.subplots(1, 2)
     numbers = [e.epoch for e in result.epochs]
     losses.plot(numbers, [e.train_loss for e in result.epochs], label="train loss")
@@ -35,7 +46,7 @@ def epochs_plot(result: TrainingResult) -> bytes:
 
 def confusion_plot(result: TrainingResult) -> bytes:
     matrix = np.array(confusion_matrix(result.test_labels, result.test_scores))
-    figure = Figure(figsize=(4, 3.5), layout="constrained")
+    figure = _figure(4, 3.5)
     axes = figure.subplots()
     axes.imshow(matrix, cmap="Blues")
     for (row, column), count in np.ndenumerate(matrix):
@@ -50,7 +61,7 @@ def confusion_plot(result: TrainingResult) -> bytes:
 
 def roc_plot(result: TrainingResult) -> bytes:
     fpr, tpr = roc_curve(result.test_labels, result.test_scores)
-    figure = Figure(figsize=(4, 4), layout="constrained")
+    figure = _figure(4, 4)
     axes = figure.subplots()
     axes.plot(fpr, tpr, label=f"AUROC {result.kept_metrics.auroc:.4f}")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":")

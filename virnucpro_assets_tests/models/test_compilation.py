@@ -7,6 +7,7 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 import torch
 
 from virnucpro_assets.demo.models import random_esm2
@@ -20,6 +21,7 @@ def embedder(model, compiled: bool) -> Esm2Embedder:
     return Esm2Embedder(model, model.alphabet, ModelIdentity("tiny", ""), compiled=compiled)
 
 
+@pytest.mark.long(20)
 def test_compiled_layers_give_the_uncompiled_vectors():
     model = random_esm2(num_layers=2, embed_dim=32, attention_heads=4, seed=5)
     eager = embedder(model, compiled=False).embed(PROTEINS).vectors

@@ -5,6 +5,7 @@ from contextlib import ExitStack
 from itertools import combinations
 
 import dagster as dg
+import pytest
 
 from virnucpro_assets.demo.reads import write_fasta
 from virnucpro_assets.gpu.inventory import Device
@@ -17,6 +18,7 @@ SHARDS = [f"{i:03d}" for i in range(4)]
 FAKE_DEVICES = [Device("fake:0", "cpu"), Device("fake:1", "cpu")]
 
 
+@pytest.mark.long(50)
 def test_queued_runs_share_two_devices_one_step_each(tmp_path, demo_models, genomes):
     from virnucpro_assets.demo.reads import cut_reads
 
@@ -55,7 +57,6 @@ def test_queued_runs_share_two_devices_one_step_each(tmp_path, demo_models, geno
         for asset in (*GPU_ASSETS, "merged_features", "predictions"):
             events = dagster.fetch_materializations(dg.AssetKey(asset), limit=100).records
             assert sorted(e.partition_key for e in events) == [f"coord|{s}" for s in SHARDS]
-
 
 
 def finished_runs(instance, count):

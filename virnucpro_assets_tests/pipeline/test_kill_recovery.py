@@ -9,6 +9,7 @@ from collections import Counter
 
 import dagster as dg
 import numpy as np
+import pytest
 
 from virnucpro_assets.definitions import defs
 from virnucpro_assets.demo.reads import cut_reads, write_fasta
@@ -19,7 +20,7 @@ from virnucpro_assets.pipeline.coordination import (
     release_abandoned_runs,
     this_process,
 )
-from virnucpro_assets_tests.daemon import BIN, CHECKOUT, Instance, wait_for
+from virnucpro_assets_tests.daemon import BIN, CHECKOUT, Instance, freeze_a_step_holding_its_device, wait_for
 
 FAKE_DEVICES = [Device("fake:0", "cpu"), Device("fake:1", "cpu")]
 SHARD_ASSETS = ("translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
@@ -27,11 +28,11 @@ SHARD_ASSETS = ("translated_proteins", "dnabert_embeddings", "esm2_embeddings", 
 PIPELINE_TIMEOUT_S = 900
 
 
-def esm2_holder(home):
-    """The process holding a device for an ESM-2 step, once one does."""
+def esm2_holder(home) -> dict | None:
+    """The lease details of an ESM-2 step holding a device, if one does."""
     for holder in device_holders(FAKE_DEVICES, home / "gpu-leases"):
         if holder.held and holder.details.get("asset") == "esm2_embeddings" and "pid" in holder.details:
-            return holder
+            return holder.details
     return None
 
 
@@ -51,13 +52,15 @@ def describe_runs(instance) -> str:
     )
 
 
+@pytest.mark.long(40)
 def test_a_run_worker_killed_in_its_gpu_step_is_retried_and_the_sample_reaches_its_report(tmp_path, demo_models, genomes):
     instance = Instance(
         tmp_path, demo_models, max_concurrent_runs=2, VIRNUCPRO_FAKE_GPUS="2", VIRNUCPRO_SHARDS="2", VIRNUCPRO_SENSOR_INTERVAL="1"
     )
     reads = tmp_path / "s.fasta"
-    # Enough proteins that an ESM-2 step holds its device for seconds, not milliseconds.
-    write_fasta(cut_reads(genomes, count=3000, lengths=(500,), seed=5), reads)
+    # Enough proteins that an ESM-2 step holds its device for tenths of a second (long enough to be
+    # seen in its lease file and frozen there), not milliseconds.
+    write_fasta(cut_reads(genomes, count=600, lengths=(500,), seed=5), reads)
     instance.cli("virnucpro-assets", "init")
     instance.cli("virnucpro-assets", "add-sample", str(reads))
     # sample_reads is materialized before the daemon's first automation tick: that tick must start
@@ -65,9 +68,9 @@ def test_a_run_worker_killed_in_its_gpu_step_is_retried_and_the_sample_reaches_i
     instance.cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", "s")
 
     with instance.dagster() as dagster, instance.daemon():
-        holder = wait_for(lambda: esm2_holder(instance.home), PIPELINE_TIMEOUT_S, "an ESM-2 step holding a device", poll=0.05)
-        killed_partition, killed_run_id = holder.details["partition"], holder.details["run_id"]
-        os.kill(holder.details["pid"], signal.SIGKILL)
+        holder = freeze_a_step_holding_its_device(lambda: esm2_holder(instance.home), PIPELINE_TIMEOUT_S, "an ESM-2 step holding a device")
+        killed_partition, killed_run_id = holder["partition"], holder["run_id"]
+        os.kill(holder["pid"], signal.SIGKILL)
 
         report = dg.AssetKey("sample_report")
         try:
@@ -172,6 +175,7 @@ def materialize_in_background(instance, asset, partition, log):
     return subprocess.Popen(command, env=instance.env, cwd=CHECKOUT, stdout=log, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.long(12)
 def test_an_in_process_run_killed_in_a_cpu_step_is_failed_by_the_next_cli_command(tmp_path, demo_models):
     instance = Instance(tmp_path, demo_models)
     reads = tmp_path / "big.fasta"
@@ -195,6 +199,7 @@ def test_an_in_process_run_killed_in_a_cpu_step_is_failed_by_the_next_cli_comman
         assert status == {"big": dg.AssetPartitionStatus.FAILED}
 
 
+@pytest.mark.long(25)
 def test_a_gpu_step_waiting_on_the_pool_frees_the_slot_a_killed_run_kept(tmp_path, demo_models, genome_reads):
     instance = Instance(tmp_path, demo_models, VIRNUCPRO_FAKE_GPUS="1", VIRNUCPRO_SHARDS="1")
     reads = tmp_path / "p.fasta"
@@ -209,6 +214,7 @@ def test_a_gpu_step_waiting_on_the_pool_frees_the_slot_a_killed_run_kept(tmp_pat
         open(tmp_path / "killed.log", "wb") as killed_log,
         open(tmp_path / "waiting.log", "wb") as waiting_log,
     ):
+
         def pool():
             return dagster.event_log_storage.get_concurrency_info("gpu")
 

@@ -333,6 +333,7 @@ def upload_in_progress(path, every_s=0.3):
         writer.join()
 
 
+@pytest.mark.long(40)
 def test_dropped_files_end_as_sample_reports_with_the_daemon_running(tmp_path, demo_models, genome_reads):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._utils.test.data_versions import get_stale_status_resolver  # what the UI's stale badges use
 
 from virnucpro_assets.definitions import build_definitions
@@ -59,6 +60,7 @@ def test_add_training_genomes_adds_a_file_once_and_names_a_bad_record(tmp_path):
         assert instance.get_dynamic_partitions(TRAINING_SETS) == ["mine-500"]
 
 
+@pytest.mark.long(15)
 def test_training_demo_trains_then_predicts_held_back_reads_with_its_classifier(tmp_path, monkeypatch):
     demo = tmp_path / "demo"
     done = cli(tmp_path, "demo", "--train", "--home", str(demo), VIRNUCPRO_SHARDS="1")
