@@ -3,12 +3,15 @@
 import os
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 from dagster._core.execution.plan import instance_concurrency_context as claims
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 
 from virnucpro_assets.errors import ConfigurationError
-from virnucpro_assets.pipeline.pool_recheck import DAGSTER_MAX_RECHECK_S, cap_pool_recheck_interval
+from virnucpro_assets.pipeline.pool_recheck import DAGSTER_MAX_RECHECK_S, cap_pool_recheck_interval, seconds_to_next_claim_check
 from virnucpro_assets.settings import pool_recheck_s
 
 
@@ -52,3 +55,18 @@ def test_a_bad_setting_is_refused(monkeypatch, value):
     monkeypatch.setenv("VIRNUCPRO_POOL_RECHECK_S", value)
     with pytest.raises(ConfigurationError, match="VIRNUCPRO_POOL_RECHECK_S"):
         pool_recheck_s()
+
+
+def test_a_run_waiting_for_a_slot_sleeps_until_its_next_check(restore_dagsters_backoff):
+    """Dagster's own returns min(0, ...): the executor's loop never sleeps and spins a core."""
+    cap_pool_recheck_interval(1.0)
+    assert InstanceConcurrencyContext.interval_to_next_pending_claim_check is seconds_to_next_claim_check
+    now = time.time()
+
+    def waiting(claims, timeouts):
+        return SimpleNamespace(_pending_claims=set(claims), _pending_timeouts=dict(timeouts))
+
+    assert 0.5 < seconds_to_next_claim_check(waiting({"a", "b"}, {"a": now + 0.8, "b": now + 3})) <= 0.8
+    assert seconds_to_next_claim_check(waiting({"a"}, {"a": now - 2})) == 0.0  # due already
+    assert seconds_to_next_claim_check(waiting({"a", "b"}, {"a": now + 0.8})) == 0.0  # b not tried yet
+    assert seconds_to_next_claim_check(waiting({"a"}, {"a": now + 0.8, "gone": now + 0.1})) > 0.5  # claimed ones ignored
