@@ -55,8 +55,9 @@ def record_run_process(instance: dg.DagsterInstance, run_id: str) -> None:
 
 def _in_celery_task() -> bool:
     celery = sys.modules.get("celery")
+    # current_task is a proxy, never None itself: false when no task runs in this thread.
     task = celery.current_task if celery is not None else None
-    return task is not None and task.request.id is not None
+    return bool(task) and task.request.id is not None
 
 
 def run_process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:

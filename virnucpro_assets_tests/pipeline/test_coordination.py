@@ -90,3 +90,18 @@ def gpu_steps(instance, runs):
 
 def overlap(first, second):
     return first["start"] < second["end"] and second["start"] < first["end"]
+
+
+def test_a_run_records_its_process_when_celery_is_imported_but_runs_no_task():
+    """Celery's current_task is a proxy, never None: with celery imported (an instance configured
+    for it, or a test before) and no task running, the run's process is still recorded."""
+    import json
+
+    import celery  # noqa: F401
+
+    from virnucpro_assets.pipeline.coordination import PROCESS_TAG, record_run_process, this_process
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = instance.add_run(dg.DagsterRun(job_name="shard_pipeline", run_id="5ca1ab1e-0000-4000-8000-000000000002"))
+        record_run_process(instance, run.run_id)
+        assert json.loads(instance.get_run_by_id(run.run_id).tags[PROCESS_TAG]) == this_process()
