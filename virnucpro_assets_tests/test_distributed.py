@@ -30,7 +30,7 @@ from virnucpro_assets.pipeline.executors import GPU_QUEUE
 from virnucpro_assets_tests.daemon import BIN, CHECKOUT, freeze_a_step_holding_its_device, wait_for
 
 SHARDS = ["000", "001", "002", "003"]
-SHARD_ASSETS = ("translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
+SHARD_ASSETS = ("translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
 GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
 RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.tsv")
 OUTAGE_S = 5

@@ -33,6 +33,9 @@ ProgressCallback = Callable[[int, int, int], None]
 class Tokenized(Protocol):
     token_counts: np.ndarray  # tokens fed to the model per sequence, padding excluded
 
+    def rows(self, rows: np.ndarray) -> Tokenized:
+        """The sequences `rows`, in that order (needed of `pretokenized` input only)."""
+
 
 TokenizedT = TypeVar("TokenizedT", bound=Tokenized)
 
@@ -62,9 +65,12 @@ def embed_in_batches(
     chunk_size: int | None = None,
     on_progress: ProgressCallback | None = None,
     clock: Callable[[], float] = time.monotonic,
+    pretokenized: Tokenized | None = None,
 ) -> Embeddings:
     """Embed `sequences` in length-sorted batches of at most `token_budget` tokens, padding included
-    (None: the model's `batch_token_budget`), tokenized `chunk_size` at a time (None: all at once).
+    (None: the model's `batch_token_budget`), tokenized `chunk_size` at a time (None: all at once),
+    or already tokenized as `pretokenized` (one row per sequence, in order: the same chunks, taken
+    from it).
     Vectors come back in input order; in half precision, any that is not finite is computed again
     in float32.
 
@@ -74,14 +80,22 @@ def embed_in_batches(
     few batches behind."""
     sequences = list(sequences)
     total = len(sequences)
+    if pretokenized is not None and len(pretokenized.token_counts) != total:
+        raise ValueError(f"{len(pretokenized.token_counts)} tokenized sequences given for {total} sequences")
     chunk_size = chunk_size or max(total, 1)
     chunk_starts = range(0, total, chunk_size)
     on_gpu = model.device.type == "cuda"
     in_batch_order = torch.empty((total, model.dim), pin_memory=on_gpu)
     progress = _Progress(on_progress, total, clock) if on_progress else None
     rows, chunks, filled = [], [], 0
+
+    def chunk(start: int) -> Tokenized:
+        if pretokenized is not None:
+            return pretokenized.rows(np.arange(start, min(start + chunk_size, total)))
+        return model.tokenized(sequences[start : start + chunk_size])
+
     with ThreadPoolExecutor(1) as background:
-        tokenized = background.map(model.tokenized, (sequences[start : start + chunk_size] for start in chunk_starts))
+        tokenized = background.map(chunk, chunk_starts)
         for start, tokens in zip(chunk_starts, tokenized):
             chunks.append((start, tokens))
             budget = token_budget or model.batch_token_budget(tokens)

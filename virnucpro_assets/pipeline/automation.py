@@ -2,7 +2,8 @@
 
 Once a sample's `sample_reads` is materialized (by the inbox sensor, the CLI or the UI), the
 automation sensor requests, per shard, one run holding that shard's whole chain
-(translated_proteins → both embeddings → merged_features → predictions, with their checks), and,
+(translated_proteins → dnabert_tokens → both embeddings → merged_features → predictions, with their
+checks), and,
 once every shard's predictions exist and no shard is still running, one run of `sample_report`.
 A partition whose upstream failed, is missing or failed a blocking check is not requested.
 A run killed part-way is retried by the daemon (`run_retries` in dagster.yaml), not by automation.

@@ -3,11 +3,11 @@
 import dagster as dg
 
 # Everything of one sample × shard partition, from proteins to predictions: two GPU steps and
-# three CPU steps. `dagster job backfill -m virnucpro_assets -j shard_pipeline --partitions "S|000,S|001"`
+# four CPU steps. `dagster job backfill -m virnucpro_assets -j shard_pipeline --partitions "S|000,S|001"`
 # queues one run per shard; the daemon starts them and the gpu pool spreads them over the devices.
 shard_pipeline = dg.define_asset_job(
     "shard_pipeline",
     selection=dg.AssetSelection.assets(
-        "translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions"
+        "translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions"
     ),
 )

@@ -13,9 +13,11 @@ from virnucpro_assets.models.identity import fingerprint, hash_files
 PRECISIONS = {"auto", "fp32", "fp16", "bf16"}
 # The assets that load each model: a run's preflight checks the models its assets need.
 MODEL_OF_ASSET = {
+    "dnabert_tokens": "dnabert",
     "dnabert_embeddings": "dnabert",
     "esm2_embeddings": "esm2",
     "predictions": "classifier",
+    "training_dnabert_tokens": "dnabert",
     "training_dnabert_embeddings": "dnabert",
     "training_esm2_embeddings": "esm2",
 }

@@ -65,7 +65,7 @@ def reads_of_shard(reads: list[tuple[str, str]], index: int) -> list[tuple[str, 
     return [read for read, shard in zip(reads, shards) if shard == index]
 
 
-SHARD_ASSETS = ["translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions"]
+SHARD_ASSETS = ["translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions"]
 
 
 @pytest.fixture(scope="session")

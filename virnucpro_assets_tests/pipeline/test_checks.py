@@ -49,7 +49,7 @@ def test_bad_proteins_fail_their_blocking_check_and_stop_the_embeddings(pipeline
 
     monkeypatch.setattr(ingest, "translate_reads", with_bad_rows)
     partition = pipeline.shard_partitions(sample)[0]
-    result = pipeline.materialize(["translated_proteins", "dnabert_embeddings"], partition, raise_on_error=False)
+    result = pipeline.materialize(["translated_proteins", "dnabert_tokens", "dnabert_embeddings"], partition, raise_on_error=False)
     passed, problems = evaluations(result)["translated_proteins:proteins_are_well_formed"]
     assert not passed
     assert problems["duplicate_pair_ids"] == 3 and problems["unknown_frames"] == 1
@@ -78,7 +78,7 @@ def test_merged_features_with_shifted_ids_fail(pipeline, sample, monkeypatch):
     shifted = lambda ids, features: EmbeddingTable(ids.take(np.roll(np.arange(len(ids)), 1)), features)  # noqa: E731
     monkeypatch.setattr(classify, "EmbeddingTable", shifted)
     partition = pipeline.shard_partitions(sample)[0]
-    result = pipeline.materialize(SHARD_ASSETS[:4], partition, raise_on_error=False)
+    result = pipeline.materialize(SHARD_ASSETS[: SHARD_ASSETS.index("merged_features") + 1], partition, raise_on_error=False)
     passed, problems = evaluations(result)["merged_features:ids_match_both_embeddings"]
     assert not passed and problems["rows_not_matching_dnabert_embeddings"] == problems["rows"] > 1
 

@@ -49,3 +49,33 @@ def test_each_distinct_sequence_is_embedded_once_with_the_predictions_of_every_p
     predicted = pl.read_parquet(pipeline.store_root / f"predictions/sample={sample}/shard={shard}.parquet")
     assert predicted["prediction"].to_list() == decisions
     np.testing.assert_allclose(predicted.select("score1", "score2").to_numpy(), scores, rtol=0, atol=1e-6)
+
+
+def test_the_dnabert_step_embeds_the_token_ids_its_cpu_step_made_without_tokenizing(pipeline, genome_reads, monkeypatch):
+    sample = pipeline.register(genome_reads[:40] + [(f"{read_id}_again", sequence) for read_id, sequence in genome_reads[:10]], "tokens")
+    pipeline.materialize(["sample_reads"], sample)
+    partition = pipeline.shard_partitions(sample)[0]
+    tokens_run = pipeline.materialize(["translated_proteins", "dnabert_tokens"], partition)
+
+    shard = partition.keys_by_dimension["shard"]
+    pairs = pl.read_parquet(pipeline.store_root / f"translated_proteins/sample={sample}/shard={shard}.parquet")
+    distinct = pairs["nucleotide"].unique(maintain_order=True).to_list()
+    assert pairs.height > len(distinct) > 0
+    stored = pl.read_parquet(pipeline.store_root / f"dnabert_tokens/sample={sample}/shard={shard}.parquet")
+    dnabert = DnabertEmbedder.from_source(str(pipeline.models.dnabert))
+    assert stored["nucleotide"].to_list() == distinct
+    assert stored["token_ids"].to_list() == dnabert.tokenize(distinct)
+    metadata = tokens_run.asset_materializations_for_node("dnabert_tokens")[0].metadata
+    assert (metadata["pairs"].value, metadata["distinct_sequences"].value) == (pairs.height, len(distinct))
+    assert metadata["tokens"].value == sum(map(len, stored["token_ids"].to_list()))
+
+    def no_tokenizing(self, sequences):
+        raise AssertionError("the GPU step tokenized")
+
+    monkeypatch.setattr(DnabertEmbedder, "tokenized", no_tokenizing)
+    pipeline.materialize(["dnabert_embeddings"], partition)
+    ids, vectors = load_embeddings(pipeline.store_root / f"dnabert_embeddings/sample={sample}/shard={shard}.{EMBEDDING_EXTENSION}")
+    assert ids.to_pylist() == pairs["pair_id"].to_list()
+    monkeypatch.undo()
+    wanted = dnabert.embed(distinct).vectors  # the step's input: the distinct sequences, tokenized here
+    np.testing.assert_array_equal(vectors, wanted[[distinct.index(s) for s in pairs["nucleotide"]]])

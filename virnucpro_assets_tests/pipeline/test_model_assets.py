@@ -135,7 +135,7 @@ def test_a_missing_classifier_is_one_clear_error(pipeline, genome_reads, tmp_pat
     sample = pipeline.register(genome_reads[:4], "nomodel")
     pipeline.materialize(["sample_reads"], sample)
     partition = pipeline.shard_partitions(sample)[0]
-    pipeline.materialize(["translated_proteins", "dnabert_embeddings", "esm2_embeddings", "merged_features"], partition)
+    pipeline.materialize(["translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features"], partition)
     # The run's model check fails it at its start, before the step runs.
     with pytest.raises(dg.DagsterResourceFunctionError) as raised:
         pipeline.materialize(["predictions"], partition)
@@ -168,5 +168,5 @@ def test_a_store_with_parquet_embeddings_is_seen_as_changed_and_left_with_arrow_
     for path in former:
         path.parent.mkdir(parents=True)
         path.write_bytes(b"a Parquet embedding table of an earlier version")
-    pipeline.materialize(["translated_proteins", *TENSOR_ASSETS], partition)
+    pipeline.materialize(["translated_proteins", "dnabert_tokens", *TENSOR_ASSETS], partition)
     assert sorted(p.name for path in former for p in path.parent.iterdir()) == [f"shard={shard}.{EMBEDDING_EXTENSION}"] * 3

@@ -18,7 +18,10 @@ from virnucpro_assets.settings import Settings, resolve_classifier
 from virnucpro_assets.training.registry import TrainingRegistry, training_partition
 from virnucpro_assets_tests.pipeline.conftest import demo_models  # noqa: F401 (fixture)
 
-SHARD_STEPS = ["training_pairs", "training_dnabert_embeddings", "training_esm2_embeddings", "training_merged_features"]
+SHARD_STEPS = [
+    "training_pairs", "training_dnabert_tokens", "training_dnabert_embeddings", "training_esm2_embeddings",
+    "training_merged_features",
+]
 
 
 def test_training_set_to_classifier(tmp_path, demo_models):  # noqa: F811

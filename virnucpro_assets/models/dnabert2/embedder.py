@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from virnucpro_assets.models.dnabert2.loading import (
     load_dnabert_tokenizer,
     resolve_dnabert_source,
 )
+from virnucpro_assets.models.dnabert2.tokens import TokenizedSequences, tokenize
 from virnucpro_assets.models.embedding_loop import ProgressCallback, embed_in_batches
 from virnucpro_assets.models.embeddings import Embeddings
 from virnucpro_assets.models.identity import ModelIdentity, hash_files
@@ -38,17 +37,6 @@ MAX_GPU_TOKEN_BUDGET = 65536
 # Hidden-width vectors per token alive at once in a layer (hidden, q/k/v, context, the gated MLP's
 # 8x-wide projection and its 4x-wide product, the fp32 copy for pooling), with room for the allocator.
 ACTIVATION_WIDTHS = 32
-
-
-@dataclass(frozen=True)
-class TokenizedSequences:
-    ids: np.ndarray  # token ids of all sequences, concatenated
-    starts: np.ndarray  # where each sequence begins in `ids`
-    lengths: np.ndarray  # tokens per sequence, [CLS] and [SEP] included
-
-    @property
-    def token_counts(self) -> np.ndarray:
-        return self.lengths
 
 
 class DnabertEmbedder:
@@ -120,8 +108,7 @@ class DnabertEmbedder:
         return cls(directory, name, device, dtype, compiled)
 
     def tokenize(self, sequences: Sequence[str]) -> list[list[int]]:
-        """Token ids per sequence, [CLS] ... [SEP], unpadded and untruncated."""
-        # The fast variant skips character offsets, which nothing here uses; the ids are the same.
+        """Token ids per sequence, [CLS] ... [SEP], unpadded and untruncated, as lists."""
         return [encoding.ids for encoding in self.tokenizer.encode_batch_fast(list(sequences))]
 
     def token_budget(self, longest: int) -> int:
@@ -140,17 +127,17 @@ class DnabertEmbedder:
         token_budget: int | None = None,
         on_progress: ProgressCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        pretokenized: TokenizedSequences | None = None,
     ) -> Embeddings:
         """Embed `sequences` in length-sorted batches of at most `token_budget` tokens, padding
         included (None: `token_budget()` for each chunk's longest sequence), tokenized TOKENIZE_CHUNK at
-        a time while the device embeds the previous chunk. See `embed_in_batches` for `on_progress`."""
-        return embed_in_batches(self, sequences, token_budget, TOKENIZE_CHUNK, on_progress, clock)
+        a time while the device embeds the previous chunk, or given as `pretokenized` (one row per
+        sequence, in order, as `tokenized` makes them: nothing left to tokenize). See
+        `embed_in_batches` for `on_progress`."""
+        return embed_in_batches(self, sequences, token_budget, TOKENIZE_CHUNK, on_progress, clock, pretokenized)
 
     def tokenized(self, sequences: list[str]) -> TokenizedSequences:
-        token_ids = self.tokenize(sequences)
-        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
-        ids = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
-        return TokenizedSequences(ids, np.cumsum(lengths) - lengths, lengths)
+        return tokenize(self.tokenizer, sequences)
 
     def batch_token_budget(self, tokens: TokenizedSequences) -> int:
         return self.token_budget(int(tokens.lengths.max()))

@@ -1,4 +1,5 @@
-"""The two language-model stages: one GPU step per shard, each on a device of its own."""
+"""The two language-model stages: one GPU step per shard, each on a device of its own, and the CPU
+step that tokenizes for DNABERT-S ahead of its GPU step."""
 
 import functools
 import time
@@ -7,7 +8,8 @@ import dagster as dg
 import pyarrow as pa
 
 from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
-from virnucpro_assets.models.dnabert2 import DnabertEmbedder
+from virnucpro_assets.models.dnabert2 import DnabertEmbedder, load_dnabert_tokenizer, resolve_dnabert_source
+from virnucpro_assets.models.dnabert2.tokens import TokenTable
 from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.executors import GPU_STEP_TAGS
@@ -29,18 +31,23 @@ def embedding_asset(
     code_version: str,
     description: str,
     pairs: str = "translated_proteins",
+    tokens: str | None = None,
     group_name: str = "embeddings",
 ):
     """A GPU step per partition (sample × shard, or training set × shard) that embeds the `pairs`
     asset's `column` with `embedder` (a class with `from_source`) loading the model named by the
     ModelsResource field `source`, each distinct sequence of the shard once (every pair gets its
-    sequence's vector). Its output is written by the IO manager from this step's own process.
-    `code_version` (the model's) is extended with the tensor store's format."""
+    sequence's vector), with the token ids of the asset `tokens` where one is named (a TokenTable
+    of the distinct sequences, made by a CPU step). Its output is written by the IO manager from
+    this step's own process. `code_version` (the model's) is extended with the tensor store's format."""
+    ins = {"translated_proteins": dg.AssetIn(key=pairs, metadata={"columns": ["pair_id", column]})}
+    if tokens:
+        ins["tokens"] = dg.AssetIn(key=tokens)
 
     @dg.asset(
         name=name,
         partitions_def=partitions_def,
-        ins={"translated_proteins": dg.AssetIn(key=pairs, metadata={"columns": ["pair_id", column]})},
+        ins=ins,
         io_manager_key="tensor_io_manager",
         automation_condition=follows_upstream,
         pool=GPU_POOL,
@@ -51,9 +58,15 @@ def embedding_asset(
         description=description,
     )
     def embeddings(
-        context: dg.AssetExecutionContext, translated_proteins: pa.Table, gpu: GpuResource, models: ModelsResource, store: StoreResource
+        context: dg.AssetExecutionContext,
+        translated_proteins: pa.Table,
+        gpu: GpuResource,
+        models: ModelsResource,
+        store: StoreResource,
+        **pretokenized: pa.Table,
     ) -> dg.Output[EmbeddingTable]:
         distinct = distinct_sequences(translated_proteins.column(column))
+        token_table = TokenTable.from_arrow(pretokenized["tokens"]) if tokens else None
         with gpu.lease(context) as device:
             held_from = time.time()
             dtype = models.torch_dtype(device.torch_device)
@@ -67,6 +80,8 @@ def embedding_asset(
                 token_budget=getattr(models, f"{source}_token_budget"),
                 on_progress=progress_logger(context.log, f"{name} [{context.partition_key}] on {device.identity}"),
             )
+            if token_table is not None:
+                embed = with_token_ids(embed, token_table, f"{tokens} [{context.partition_key}]")
             cache = store.embedding_cache_of(source, model, precision)
             result = embed_distinct(embed, distinct, cache)
             embedded = time.perf_counter()
@@ -95,6 +110,57 @@ def embedding_asset(
         )
 
     return embeddings
+
+
+def with_token_ids(embed, token_table: TokenTable, source: str):
+    """`embed` given the token ids of the sequences it is asked to embed, from `token_table`."""
+
+    def embed_tokenized(sequences: list[str]):
+        return embed(sequences, pretokenized=token_table.for_sequences(sequences, source))
+
+    return embed_tokenized
+
+
+def tokens_asset(
+    partitions_def: dg.MultiPartitionsDefinition,
+    name: str,
+    *,
+    column: str,
+    code_version: str,
+    description: str,
+    pairs: str = "translated_proteins",
+    group_name: str = "embeddings",
+):
+    """A CPU step per partition that tokenizes each distinct string of the `pairs` asset's
+    `column` for DNABERT-S (its tokenizer.json, from the ModelsResource field `dnabert`), so that
+    the GPU step spends none of its time tokenizing: a TokenTable, in order of first occurrence."""
+
+    @dg.asset(
+        name=name,
+        partitions_def=partitions_def,
+        ins={"translated_proteins": dg.AssetIn(key=pairs, metadata={"columns": [column]})},
+        io_manager_key="table_io_manager",
+        automation_condition=follows_upstream,
+        group_name=group_name,
+        kinds={"parquet"},
+        code_version=code_version,
+        description=description,
+    )
+    def tokens(translated_proteins: pa.Table, models: ModelsResource) -> dg.Output[pa.Table]:
+        distinct = distinct_sequences(translated_proteins.column(column))
+        started = time.perf_counter()
+        table = TokenTable.of(load_dnabert_tokenizer(resolve_dnabert_source(models.dnabert)), distinct.sequences)
+        return dg.Output(
+            table.to_arrow(),
+            metadata={
+                "pairs": distinct.rows,
+                "distinct_sequences": len(distinct.sequences),
+                "tokens": int(table.tokens.lengths.sum()),
+                "tokenize_s": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    return tokens
 
 
 def cache_metadata(cache: EmbeddingCache | None) -> dict:
@@ -152,8 +218,22 @@ def embedding_assets(
     group_name: str = "embeddings",
     of_what: str = "kept frame",
 ) -> list[dg.AssetsDefinition]:
-    """The DNABERT-S and ESM-2 assets over `pairs` (`<prefix>dnabert_embeddings`, ...)."""
+    """The DNABERT-S tokens and the DNABERT-S and ESM-2 assets over `pairs` (`<prefix>dnabert_tokens`,
+    `<prefix>dnabert_embeddings`, ...)."""
     return [
+        tokens_asset(
+            partitions_def,
+            f"{prefix}dnabert_tokens",
+            column="nucleotide",
+            code_version=dnabert_version(settings.dnabert_model),
+            pairs=pairs,
+            group_name=group_name,
+            description=(
+                f"DNABERT-S token ids of each distinct nucleotide string of the {of_what}s (nucleotide, "
+                "token_ids with [CLS] and [SEP]), in order of first occurrence: tokenized on the CPU, "
+                "so that the GPU step does not."
+            ),
+        ),
         embedding_asset(
             partitions_def,
             f"{prefix}dnabert_embeddings",
@@ -162,6 +242,7 @@ def embedding_assets(
             embedder=DnabertEmbedder,
             code_version=dnabert_version(settings.dnabert_model),
             pairs=pairs,
+            tokens=f"{prefix}dnabert_tokens",
             group_name=group_name,
             description=(
                 f"DNABERT-S embedding of each {of_what}'s nucleotide string: the mean of the last hidden "
