@@ -17,6 +17,7 @@ from virnucpro_assets.pipeline.partitions import Partitions
 from virnucpro_assets.pipeline.pool_recheck import cap_pool_recheck_interval
 from virnucpro_assets.pipeline.resources import deployment_resources
 from virnucpro_assets.pipeline.sensors import inbox_sensor, retry_failed_partitions
+from virnucpro_assets.pipeline.status_cache import repair_partition_status
 from virnucpro_assets.settings import Settings
 
 
@@ -33,6 +34,7 @@ def build_definitions(settings: Settings, partitions: Partitions) -> dg.Definiti
         sensors=[
             inbox_sensor(settings.inbox, settings.inbox_follows_links, settings.sensor_interval),
             automation_sensor(settings.sensor_interval),
+            repair_partition_status(settings.sensor_interval),
             release_abandoned_gpu_slots,
         ],
         schedules=[retry_failed_partitions],

@@ -128,8 +128,9 @@ def test_run_from_reads_to_the_original_result_files(tmp_path, demo_model_settin
     assert [line.split("\t")[0] for line in highest[1:]] == sorted({pair_id[:-2] for pair_id in pair_ids})
     # Not a terminal: a plain line per stored asset partition, 1 + 2 shards x 5 + 1 of them, with the GPU tokens.
     progress = [line for line in done.stderr.splitlines() if line.startswith("[")]
-    assert [line.split("]")[0] for line in progress] == [f"[{n}/12" for n in range(1, 13)]
-    assert progress[-1].startswith("[12/12] sample_report [lib7] done; shards 2/2")
+    # sample_reads, 6 assets of each of the 2 shards, sample_report
+    assert [line.split("]")[0] for line in progress] == [f"[{n}/14" for n in range(1, 15)]
+    assert progress[-1].startswith("[14/14] sample_report [lib7] done; shards 2/2")
     assert "tokens" in next(line for line in progress if "esm2_embeddings [lib7|001]" in line)
     assert "Traceback" not in done.stderr and "DEBUG" not in done.stderr
     assert (tmp_path / "results" / "dagster_home" / "dagster.yaml").is_file()
