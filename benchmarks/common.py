@@ -52,7 +52,11 @@ def running_daemon(env: dict[str, str], workspace: Path):
     nothing outlives the block."""
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster._daemon", "run", "-w", str(workspace)],
-        env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        cwd=CHECKOUT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         yield process

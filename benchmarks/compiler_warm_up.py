@@ -76,20 +76,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "esm2_random.pt"
         write_tiny_esm2_checkpoint(
-            checkpoint, args.layers, args.dim, args.heads,
-            dtype=torch.float16 if gpu else torch.float32, device="cuda" if gpu else "cpu",
+            checkpoint,
+            args.layers,
+            args.dim,
+            args.heads,
+            dtype=torch.float16 if gpu else torch.float32,
+            device="cuda" if gpu else "cpu",
         )
         loads: dict[str, list[float]] = {"cold": [], "warm": []}
         for index, variant in enumerate(["cold"] + ["cold", "warm"] * args.processes):
-            command = [sys.executable, "-m", "benchmarks.compiler_warm_up", "--step", str(checkpoint), variant,
-                       "--pause", str(args.pause), "--proteins", str(args.proteins)]
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.compiler_warm_up",
+                "--step",
+                str(checkpoint),
+                variant,
+                "--pause",
+                str(args.pause),
+                "--proteins",
+                str(args.proteins),
+            ]
             line = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             emit(benchmark="compiler_warm_up_step", cache_filling=index == 0, layers=args.layers, dim=args.dim, **line)
             if index:
                 loads[variant].append(line["load_s"])
         cold, warm = (statistics.median(loads[v]) for v in ("cold", "warm"))
-        emit(benchmark="compiler_warm_up", pause_s=args.pause, processes=args.processes,
-             median_load_s_without=cold, median_load_s_with=warm, load_ratio=round(cold / max(warm, 1e-9), 1))
+        emit(
+            benchmark="compiler_warm_up",
+            pause_s=args.pause,
+            processes=args.processes,
+            median_load_s_without=cold,
+            median_load_s_with=warm,
+            load_ratio=round(cold / max(warm, 1e-9), 1),
+        )
 
 
 if __name__ == "__main__":

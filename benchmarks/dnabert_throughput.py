@@ -64,8 +64,13 @@ def main() -> None:
     genomes = load_genomes(sorted(args.genomes.glob("*/*.fna.gz")) if args.genomes else genome_files())
     with tempfile.TemporaryDirectory() as scratch:
         directory = write_tiny_dnabert(
-            Path(scratch) / "dnabert", tokenizer_training_text(genomes), hidden_size=args.hidden, num_layers=args.layers,
-            num_heads=args.heads, vocab_size=args.vocab, intermediate_size=4 * args.hidden,
+            Path(scratch) / "dnabert",
+            tokenizer_training_text(genomes),
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            vocab_size=args.vocab,
+            intermediate_size=4 * args.hidden,
         )
         embedders = {}
 
@@ -88,41 +93,67 @@ def main() -> None:
 
             def record(variant: str, elapsed: float, tokens: int, count: int, **extra) -> dict:
                 tflops = flops * tokens / lengths.sum() / elapsed / 1e12
-                line = {**common, "variant": variant, "sequences": count, "tokens": int(tokens), "seconds": round(elapsed, 3),
-                        "tokens_per_s": round(tokens / elapsed), "sequences_per_s": round(count / elapsed, 1),
-                        "tflops": round(tflops, 2), "fraction_of_matmul_peak": round(tflops / peak, 3), **extra}
+                line = {
+                    **common,
+                    "variant": variant,
+                    "sequences": count,
+                    "tokens": int(tokens),
+                    "seconds": round(elapsed, 3),
+                    "tokens_per_s": round(tokens / elapsed),
+                    "sequences_per_s": round(count / elapsed, 1),
+                    "tflops": round(tflops, 2),
+                    "fraction_of_matmul_peak": round(tflops / peak, 3),
+                    **extra,
+                }
                 emit(**line)
                 return line
 
             subset = sequences[: args.original_sequences]
             original_loop(original_model, reference, subset[:3], device)  # warm-up
             original_seconds, original_vectors = seconds(lambda: original_loop(original_model, reference, subset, device), device)
-            original_rate = record("original (fp32, one sequence per call, subset)", original_seconds,
-                                   lengths[: len(subset)].sum(), len(subset))["tokens_per_s"]
+            original_rate = record(
+                "original (fp32, one sequence per call, subset)", original_seconds, lengths[: len(subset)].sum(), len(subset)
+            )["tokens_per_s"]
 
             if args.fidelity:
                 fp32_seconds, fp32_result = seconds(lambda: reference.embed(sequences), device)
                 fp32_vectors = fp32_result.vectors
-                record("project fp32 (single pass)", fp32_seconds, lengths.sum(), len(sequences),
-                       ratio_to_original=round(lengths.sum() / fp32_seconds / original_rate, 1),
-                       original_vs_project_fp32=agreement(original_vectors, fp32_vectors[: len(subset)]))
+                record(
+                    "project fp32 (single pass)",
+                    fp32_seconds,
+                    lengths.sum(),
+                    len(sequences),
+                    ratio_to_original=round(lengths.sum() / fp32_seconds / original_rate, 1),
+                    original_vs_project_fp32=agreement(original_vectors, fp32_vectors[: len(subset)]),
+                )
             for precision, budget, compiled in variants:
                 project = embedder(precision, compiled)
                 warmup, _ = seconds(lambda: project.embed(sequences, token_budget=budget), device)  # kernels, allocator, compilation
                 elapsed, result = median_seconds(lambda: project.embed(sequences, token_budget=budget), device, args.repeats)
                 name = f"project {precision}{' compiled' if compiled else ''} budget {budget}"
-                record(name, elapsed, lengths.sum(), len(sequences),
-                       ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),
-                       warmup_s=round(warmup, 2), vs_fp32=agreement(result.vectors, fp32_vectors) if args.fidelity else None)
+                record(
+                    name,
+                    elapsed,
+                    lengths.sum(),
+                    len(sequences),
+                    ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),
+                    warmup_s=round(warmup, 2),
+                    vs_fp32=agreement(result.vectors, fp32_vectors) if args.fidelity else None,
+                )
             tokenize_seconds, tokens = median_seconds(lambda: project.tokenized(sequences), device, args.repeats)
             record("tokenization only", tokenize_seconds, lengths.sum(), len(sequences))
             # As in the pipeline, where the CPU step dnabert_tokens tokenized them: the GPU's work alone.
             given_seconds, given = median_seconds(
                 lambda: project.embed(sequences, token_budget=budget, pretokenized=tokens), device, args.repeats
             )
-            record(f"{name}, token ids given", given_seconds, lengths.sum(), len(sequences),
-                   ratio_to_original=round(lengths.sum() / given_seconds / original_rate, 1),
-                   vs_tokenizing_in_the_step=agreement(given.vectors, result.vectors))
+            record(
+                f"{name}, token ids given",
+                given_seconds,
+                lengths.sum(),
+                len(sequences),
+                ratio_to_original=round(lengths.sum() / given_seconds / original_rate, 1),
+                vs_tokenizing_in_the_step=agreement(given.vectors, result.vectors),
+            )
             if args.profile:
                 emit(**common, variant=f"profile of {name}", **top_kernels(lambda: project.embed(sequences, token_budget=budget), device))
 

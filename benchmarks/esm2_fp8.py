@@ -108,10 +108,17 @@ def main() -> None:
             elapsed, result = median_seconds(lambda: embedder.embed(proteins, token_budget=args.budget), device, args.repeats)
             rate = tokens / elapsed
             fp16_rate = fp16_rate or rate
-            emit(benchmark="esm2_fp8", read_length=read_length, variant=variant, compiled=compiled, proteins=len(proteins),
-                 tokens_per_s=round(rate), speedup_over_fp16=round(rate / fp16_rate, 2),
-                 vs_fp32=agreement(result.vectors, reference),
-                 cosine_quantile_0_001=round(float(np.quantile(cosines(result.vectors, reference), 0.001)), 6))
+            emit(
+                benchmark="esm2_fp8",
+                read_length=read_length,
+                variant=variant,
+                compiled=compiled,
+                proteins=len(proteins),
+                tokens_per_s=round(rate),
+                speedup_over_fp16=round(rate / fp16_rate, 2),
+                vs_fp32=agreement(result.vectors, reference),
+                cosine_quantile_0_001=round(float(np.quantile(cosines(result.vectors, reference), 0.001)), 6),
+            )
             embedder = result = None  # free the model before the next variant compiles
             if compiled:
                 torch.cuda.empty_cache()
@@ -127,8 +134,12 @@ def gemm_rates(device: torch.device, dim: int, rows: int) -> None:
         flops = 2 * rows * inputs * outputs
         fp16, _ = median_seconds(lambda: x @ w.T, device, 10)
         fp8, _ = median_seconds(lambda: torch._scaled_mm(x8, w8.T, scale_a=x_scale, scale_b=w_scale, out_dtype=torch.float16), device, 10)
-        emit(benchmark="esm2_fp8", gemm=[rows, inputs, outputs], fp16_tflops=round(flops / fp16 / 1e12, 1),
-             fp8_tflops=round(flops / fp8 / 1e12, 1))
+        emit(
+            benchmark="esm2_fp8",
+            gemm=[rows, inputs, outputs],
+            fp16_tflops=round(flops / fp16 / 1e12, 1),
+            fp8_tflops=round(flops / fp8 / 1e12, 1),
+        )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.models.identity import ModelIdentity
 
 ORIGINAL_TOKENS_PER_BATCH = 2048
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--layers", type=int, default=36)
@@ -79,9 +81,18 @@ def main() -> None:
         def record(variant: str, elapsed: float, tokens: int, count: int, **extra) -> dict:
             rate = tokens / elapsed
             tflops = flops * tokens / lengths.sum() / elapsed / 1e12
-            line = {**common, "variant": variant, "proteins": count, "tokens": int(tokens), "seconds": round(elapsed, 3),
-                    "tokens_per_s": round(rate), "sequences_per_s": round(count / elapsed, 1),
-                    "tflops": round(tflops, 1), "fraction_of_matmul_peak": round(tflops / peak, 3), **extra}
+            line = {
+                **common,
+                "variant": variant,
+                "proteins": count,
+                "tokens": int(tokens),
+                "seconds": round(elapsed, 3),
+                "tokens_per_s": round(rate),
+                "sequences_per_s": round(count / elapsed, 1),
+                "tflops": round(tflops, 1),
+                "fraction_of_matmul_peak": round(tflops / peak, 3),
+                **extra,
+            }
             emit(**line)
             return line
 
@@ -94,18 +105,29 @@ def main() -> None:
             fp32_seconds, fp32_result = seconds(lambda: reference.embed(proteins), device)
             fp32_vectors = fp32_result.vectors
             subset = sorted(original_vectors)
-            record("project fp32 (single pass)", fp32_seconds, lengths.sum(), len(proteins),
-                   ratio_to_original=round(lengths.sum() / fp32_seconds / original_rate, 1),
-                   fair_esm_vs_project_fp32=agreement(np.stack([original_vectors[i] for i in subset]), fp32_vectors[subset]))
+            record(
+                "project fp32 (single pass)",
+                fp32_seconds,
+                lengths.sum(),
+                len(proteins),
+                ratio_to_original=round(lengths.sum() / fp32_seconds / original_rate, 1),
+                fair_esm_vs_project_fp32=agreement(np.stack([original_vectors[i] for i in subset]), fp32_vectors[subset]),
+            )
 
         for precision, budget, compiled in variants:
             project = embedders.setdefault((precision, compiled), embedder(precision, compiled))
             warmup, _ = seconds(lambda: project.embed(proteins, token_budget=budget), device)  # kernels, allocator, compilation
             elapsed, result = median_seconds(lambda: project.embed(proteins, token_budget=budget), device, args.repeats)
             name = f"project {precision}{' compiled' if compiled else ''} budget {budget}"
-            record(name, elapsed, lengths.sum(), len(proteins),
-                   ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),
-                   warmup_s=round(warmup, 2), vs_fp32=agreement(result.vectors, fp32_vectors) if args.fidelity else None)
+            record(
+                name,
+                elapsed,
+                lengths.sum(),
+                len(proteins),
+                ratio_to_original=round(lengths.sum() / elapsed / original_rate, 1),
+                warmup_s=round(warmup, 2),
+                vs_fp32=agreement(result.vectors, fp32_vectors) if args.fidelity else None,
+            )
         if args.profile:
             emit(**common, variant=f"profile of {name}", **top_kernels(lambda: project.embed(proteins, token_budget=budget), device))
     if device.type == "cuda":

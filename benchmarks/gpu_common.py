@@ -32,8 +32,12 @@ def throughput_arguments(parser: argparse.ArgumentParser, reads: int, budgets: l
     parser.add_argument("--budgets", type=integers, default=budgets)
     parser.add_argument("--compiled", action="store_true", help="also time the torch.compile'd layers")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="also time bf16")
-    parser.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,
-                        help="the fp32 reference run and agreement figures (slow for ESM-2 3B: ~8K tokens/s)")
+    parser.add_argument(
+        "--fidelity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the fp32 reference run and agreement figures (slow for ESM-2 3B: ~8K tokens/s)",
+    )
     parser.add_argument("--matmul-size", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (the median is reported)")
     parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")

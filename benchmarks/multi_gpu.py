@@ -78,8 +78,13 @@ def main() -> None:
     parser.add_argument("--fake-devices", type=int, help="simulate this many CPU-backed devices")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--genomes", type=Path, help="a folder like ../shared/data/genomes (default: benchmarks.common's)")
-    parser.add_argument("--against", type=Path, action="append", default=[],
-                        help="an earlier run's saved output (same arguments): compare with its configurations too")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier run's saved output (same arguments): compare with its configurations too",
+    )
     args = parser.parse_args()
     executors = args.executors.split(",")
     if unknown := set(executors) - set(EXECUTORS):
@@ -105,8 +110,9 @@ def main() -> None:
             for executor in executors
             for count in args.devices.split(",")
         ]
-    results += [line for saved in args.against for line in map(json.loads, saved.read_text().splitlines())
-                if line.get("benchmark") == "multi_gpu"]
+    results += [
+        line for saved in args.against for line in map(json.loads, saved.read_text().splitlines()) if line.get("benchmark") == "multi_gpu"
+    ]
     # Lines saved before there was a choice of executor are the single-host path's.
     executor_of = lambda line: line.get("executor", "in_process")  # noqa: E731
     for executor in dict.fromkeys(map(executor_of, results)):
@@ -231,10 +237,17 @@ def run_configuration(root: Path, reads: Path, executor: str, launch: str, devic
     for asset in GPU_ASSETS:
         asset_steps = [step for step in steps if step["asset"] == asset]
         load, embed = (sum(step[key] for step in asset_steps) for key in ("model_load_s", "embed_s"))
-        emit(benchmark="multi_gpu_asset", executor=executor, devices=len(by_device), asset=asset, steps=len(asset_steps),
-             model_load_s_per_step=round(load / len(asset_steps), 2), embed_s_per_step=round(embed / len(asset_steps), 2),
-             model_load_share=round(load / (load + embed), 3),
-             tokens_per_s_while_embedding=round(sum(step["tokens"] for step in asset_steps) / embed))
+        emit(
+            benchmark="multi_gpu_asset",
+            executor=executor,
+            devices=len(by_device),
+            asset=asset,
+            steps=len(asset_steps),
+            model_load_s_per_step=round(load / len(asset_steps), 2),
+            embed_s_per_step=round(embed / len(asset_steps), 2),
+            model_load_share=round(load / (load + embed), 3),
+            tokens_per_s_while_embedding=round(sum(step["tokens"] for step in asset_steps) / embed),
+        )
     report = root / "store" / "sample_report" / f"sample={SAMPLE}"
     outputs = hashlib.sha256()
     for name in ("prediction_results.txt", "prediction_results_highestscore.csv"):

@@ -37,8 +37,14 @@ from benchmarks.gpu_common import tokenizer_training_text
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
 
 ASSETS = [
-    "sample_reads", "translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features",
-    "predictions", "sample_report",
+    "sample_reads",
+    "translated_proteins",
+    "dnabert_tokens",
+    "dnabert_embeddings",
+    "esm2_embeddings",
+    "merged_features",
+    "predictions",
+    "sample_report",
 ]
 SAMPLE_ASSETS = {"sample_reads", "sample_report"}
 GPU_ASSETS = {"dnabert_embeddings", "esm2_embeddings"}
@@ -50,8 +56,12 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reads", type=lambda s: [int(x) for x in s.split(",")], default=[200_000, 20_000],
-                        help="sample sizes, at least two for the extrapolation")
+    parser.add_argument(
+        "--reads",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[200_000, 20_000],
+        help="sample sizes, at least two for the extrapolation",
+    )
     parser.add_argument("--read-length", type=int, default=150)
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS)
     parser.add_argument("--tiny", action="store_true", help="the demo's tiny models (CPU smoke runs)")
@@ -73,14 +83,16 @@ def run(args, workdir: Path) -> None:
     emit(benchmark="pipeline", models_written_s=round(time.perf_counter() - started, 1), tiny=args.tiny)
 
     # The code location reads these when it is imported.
-    os.environ.update({
-        "VIRNUCPRO_SHARDS": str(args.shards),
-        "VIRNUCPRO_CHUNK_LENGTH": str(CHUNK_LENGTH),
-        "VIRNUCPRO_STORE": str(workdir / "store"),
-        "VIRNUCPRO_DNABERT_MODEL": str(models["dnabert"]),
-        "VIRNUCPRO_ESM2_MODEL": str(models["esm2"]),
-        "VIRNUCPRO_CLASSIFIER": str(models["classifier"]),
-    })
+    os.environ.update(
+        {
+            "VIRNUCPRO_SHARDS": str(args.shards),
+            "VIRNUCPRO_CHUNK_LENGTH": str(CHUNK_LENGTH),
+            "VIRNUCPRO_STORE": str(workdir / "store"),
+            "VIRNUCPRO_DNABERT_MODEL": str(models["dnabert"]),
+            "VIRNUCPRO_ESM2_MODEL": str(models["esm2"]),
+            "VIRNUCPRO_CLASSIFIER": str(models["classifier"]),
+        }
+    )
     import dagster as dg
 
     from virnucpro_assets.definitions import defs, partitions
@@ -115,12 +127,22 @@ def run(args, workdir: Path) -> None:
             steps[asset] = []
             for partition in keys:
                 start = time.perf_counter()
-                result = dg.materialize(list(defs.assets), instance=instance, resources=resources, selection=[asset],
-                                        partition_key=str(partition), run_config=QUIET)
+                result = dg.materialize(
+                    list(defs.assets),
+                    instance=instance,
+                    resources=resources,
+                    selection=[asset],
+                    partition_key=str(partition),
+                    run_config=QUIET,
+                )
                 (event,) = result.get_asset_materialization_events()
                 metadata = event.materialization.metadata
-                steps[asset].append(Step(time.perf_counter() - start, *(
-                    metadata[key].value if asset in GPU_ASSETS else 0.0 for key in ("model_load_s", "embed_s"))))
+                steps[asset].append(
+                    Step(
+                        time.perf_counter() - start,
+                        *(metadata[key].value if asset in GPU_ASSETS else 0.0 for key in ("model_load_s", "embed_s")),
+                    )
+                )
         return steps
 
     # The process's first step of each GPU asset pays CUDA's start-up, first kernel loads and (ESM-2)
@@ -135,8 +157,12 @@ def run(args, workdir: Path) -> None:
             line = totals(steps[asset])
             emit(benchmark="pipeline", reads=reads, asset=asset, **line)
             fits.setdefault(asset, []).append((reads, line))
-        emit(benchmark="pipeline", reads=reads, shards=len(partitions.shard_keys),
-             total_wall_s=round(sum(step.wall_s for asset_steps in steps.values() for step in asset_steps), 2))
+        emit(
+            benchmark="pipeline",
+            reads=reads,
+            shards=len(partitions.shard_keys),
+            total_wall_s=round(sum(step.wall_s for asset_steps in steps.values() for step in asset_steps), 2),
+        )
     if len(args.reads) >= 2:
         extrapolate(fits, cold_start)
 
@@ -177,21 +203,33 @@ def extrapolate(fits: dict[str, list[tuple[int, dict]]], cold_start: dict[str, f
         steps = big_line["steps"]
         per_read = (big_line["wall_s"] - small_line["wall_s"]) / (big - small)
         fixed_per_step = max(0.0, (big_line["wall_s"] - per_read * big) / steps)
-        line = {"benchmark": "pipeline_fit", "asset": asset, "fixed_s_per_step": round(fixed_per_step, 2),
-                "per_million_reads_s": round(per_read * 1e6, 1)}
+        line = {
+            "benchmark": "pipeline_fit",
+            "asset": asset,
+            "fixed_s_per_step": round(fixed_per_step, 2),
+            "per_million_reads_s": round(per_read * 1e6, 1),
+        }
         if asset in GPU_ASSETS:
             load_per_step = big_line["model_load_s"] / steps
             embed_per_step = (big_line["embed_s"] - small_line["embed_s"]) / (big - small) * PROJECTED_READS[0] / DEFAULT_SHARDS
-            line.update(model_load_s_per_step=round(load_per_step, 2),
-                        embed_s_per_step_at_1M_reads_8_shards=round(embed_per_step, 1),
-                        model_load_share_at_1M_reads_8_shards=round(load_per_step / (load_per_step + embed_per_step), 3))
+            line.update(
+                model_load_s_per_step=round(load_per_step, 2),
+                embed_s_per_step_at_1M_reads_8_shards=round(embed_per_step, 1),
+                model_load_share_at_1M_reads_8_shards=round(load_per_step / (load_per_step + embed_per_step), 3),
+            )
         emit(**line)
         default_steps = 1 if asset in SAMPLE_ASSETS else DEFAULT_SHARDS
         for reads in projected:
             projected[reads] += default_steps * fixed_per_step + per_read * reads + (cold_start.get(asset) or 0.0)
     for reads, seconds in projected.items():
-        emit(benchmark="pipeline_projection", reads=reads, shards=DEFAULT_SHARDS, devices=1,
-             wall_s=round(seconds), wall_min=round(seconds / 60, 1))
+        emit(
+            benchmark="pipeline_projection",
+            reads=reads,
+            shards=DEFAULT_SHARDS,
+            devices=1,
+            wall_s=round(seconds),
+            wall_min=round(seconds / 60, 1),
+        )
 
 
 def refit(path: Path) -> None:
@@ -214,8 +252,15 @@ def write_models(directory: Path, genomes: list[tuple[str, str]], tiny: bool) ->
         return {"dnabert": demo.dnabert, "esm2": demo.esm2, "classifier": demo.classifier}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     esm2 = write_tiny_esm2_checkpoint(directory / "esm2_t36_3B_random.pt", 36, 2560, 40, dtype=torch.float16, device=device)
-    dnabert = write_tiny_dnabert(directory / "dnabert_s_random", tokenizer_training_text(genomes), hidden_size=768, num_layers=12,
-                                 num_heads=12, vocab_size=4096, intermediate_size=3072)
+    dnabert = write_tiny_dnabert(
+        directory / "dnabert_s_random",
+        tokenizer_training_text(genomes),
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        vocab_size=4096,
+        intermediate_size=3072,
+    )
     classifier = directory / f"classifier_{CHUNK_LENGTH}.safetensors"
     write_demo_classifier(classifier, CHUNK_LENGTH, seed=11, feature_width=768 + 2560)
     return {"dnabert": dnabert, "esm2": esm2, "classifier": classifier}

@@ -1,18 +1,18 @@
 """`virnucpro-assets`: what Dagster's own CLI lacks. Orchestration itself is Dagster's.
 
-  run READS... [--out DIR]        from reads to results in one command (models checked first)
-  fetch-models [--dir DIR]        download the official models, or say which file goes where
-  init [--postgres URL]           set up $DAGSTER_HOME (dagster.yaml, GPU pool = devices)
-  worker --gpus all|0,1 [--cpu N] this host's Celery workers: one per GPU, and N CPU slots
-  add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
-  materialize SAMPLE              materialize every asset of one sample, in this process
-  remove-sample NAME [--yes]      delete a sample's files, registry entry and partition
-  add-training-genomes FILE.gbff[.gz] --label viral|other [--set NAME]
-                                  add GenBank genomes to a training set (a dynamic partition per chunk length)
-  demo                            the offline demo: bundled reads, tiny models, whole graph
-  demo --train                    the offline training demo: train a classifier, predict held-back reads
-  devices                         each GPU device, and which step holds it now
-  compare-precision INPUT         half precision against fp32 on your own models and sequences
+run READS... [--out DIR]        from reads to results in one command (models checked first)
+fetch-models [--dir DIR]        download the official models, or say which file goes where
+init [--postgres URL]           set up $DAGSTER_HOME (dagster.yaml, GPU pool = devices)
+worker --gpus all|0,1 [--cpu N] this host's Celery workers: one per GPU, and N CPU slots
+add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
+materialize SAMPLE              materialize every asset of one sample, in this process
+remove-sample NAME [--yes]      delete a sample's files, registry entry and partition
+add-training-genomes FILE.gbff[.gz] --label viral|other [--set NAME]
+                                add GenBank genomes to a training set (a dynamic partition per chunk length)
+demo                            the offline demo: bundled reads, tiny models, whole graph
+demo --train                    the offline training demo: train a classifier, predict held-back reads
+devices                         each GPU device, and which step holds it now
+compare-precision INPUT         half precision against fp32 on your own models and sequences
 """
 
 from __future__ import annotations

@@ -68,9 +68,7 @@ def add_command(commands) -> None:
     fetch.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {', '.join(GROUPS)} (default: all)")
     fetch.add_argument("--hf-endpoint", help="Hugging Face endpoint or mirror (default: huggingface_hub's, HF_ENDPOINT)")
     fetch.add_argument("--esm2-base-url", default=ESM2_BASE_URL, help="fair-esm's download site or a mirror")
-    fetch.add_argument(
-        "--classifier-base-url", default=CLASSIFIER_BASE_URL, help="where 300_model.pth and 500_model.pth are"
-    )
+    fetch.add_argument("--classifier-base-url", default=CLASSIFIER_BASE_URL, help="where 300_model.pth and 500_model.pth are")
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -55,9 +55,7 @@ class ModelsUnavailable(ModelNotFoundError):
         )
 
 
-def require_models(
-    dnabert: str, esm2: str, classifier: str, chunk_length: int | None, needed: tuple[str, ...] = MODELS
-) -> None:
+def require_models(dnabert: str, esm2: str, classifier: str, chunk_length: int | None, needed: tuple[str, ...] = MODELS) -> None:
     """Raise ModelsUnavailable listing every model of `needed` that cannot be used."""
     problems = check_models(dnabert, esm2, classifier, chunk_length, needed)
     if problems:

@@ -44,8 +44,13 @@ class RunProgress:
             # would otherwise draw nothing.
             sized = shutil.get_terminal_size((0, 0)).columns > 0
             self.bar = tqdm(
-                total=self.total, file=self.stream, unit="step", desc=sample,
-                dynamic_ncols=sized, ncols=None if sized else 100, nrows=None if sized else 20,
+                total=self.total,
+                file=self.stream,
+                unit="step",
+                desc=sample,
+                dynamic_ncols=sized,
+                ncols=None if sized else 100,
+                nrows=None if sized else 20,
             )
 
     @contextmanager

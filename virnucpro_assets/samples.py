@@ -91,8 +91,7 @@ class SampleRegistry:
         sample = self.find(name)
         if sample is None:
             raise ConfigurationError(
-                f"sample {name!r} is not registered in {self.directory}; register it with "
-                "`virnucpro-assets add-sample PATH`"
+                f"sample {name!r} is not registered in {self.directory}; register it with `virnucpro-assets add-sample PATH`"
             )
         return sample
 

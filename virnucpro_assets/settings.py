@@ -164,9 +164,7 @@ def chunk_length() -> int:
 
 def check_chunk_length(value: int | str, source: str) -> int:
     if str(value) not in {str(c) for c in SUPPORTED_CHUNK_LENGTHS}:
-        raise ConfigurationError(
-            f"{source}={value!r}: VirNucPro's classifiers exist for chunk lengths 300 and 500 only"
-        )
+        raise ConfigurationError(f"{source}={value!r}: VirNucPro's classifiers exist for chunk lengths 300 and 500 only")
     return int(value)
 
 

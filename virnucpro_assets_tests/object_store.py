@@ -49,7 +49,10 @@ def new_bucket(env: dict, name: str):
     import s3fs
 
     fs = s3fs.S3FileSystem(
-        endpoint_url=env["AWS_ENDPOINT_URL"], key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"], skip_instance_cache=True,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        key=env["AWS_ACCESS_KEY_ID"],
+        secret=env["AWS_SECRET_ACCESS_KEY"],
+        skip_instance_cache=True,
         use_listings_cache=False,
     )
     fs.mkdir(name)

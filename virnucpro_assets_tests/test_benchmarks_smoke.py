@@ -35,13 +35,35 @@ def by_variant(lines: list[dict]) -> dict[str, dict]:
 
 def test_esm2_throughput(monkeypatch, capsys):
     lines = run(
-        esm2_throughput, monkeypatch, capsys, "--device", "cpu", "--layers", 1, "--dim", 16, "--heads", 2,
-        "--reads", 30, "--read-lengths", 150, "--budgets", 1024, "--original-batches", 1, "--matmul-size", 64, "--no-bf16",
+        esm2_throughput,
+        monkeypatch,
+        capsys,
+        "--device",
+        "cpu",
+        "--layers",
+        1,
+        "--dim",
+        16,
+        "--heads",
+        2,
+        "--reads",
+        30,
+        "--read-lengths",
+        150,
+        "--budgets",
+        1024,
+        "--original-batches",
+        1,
+        "--matmul-size",
+        64,
+        "--no-bf16",
     )
     assert lines[0]["benchmark"] == "matmul_peak"
     variants = by_variant(lines)
     assert set(variants) == {
-        "original (fair-esm fp32, 2048-token batches, subset)", "project fp32 (single pass)", "project fp16 budget 1024",
+        "original (fair-esm fp32, 2048-token batches, subset)",
+        "project fp32 (single pass)",
+        "project fp16 budget 1024",
     }
     assert variants["project fp32 (single pass)"]["fair_esm_vs_project_fp32"]["min_cosine"] >= 0.9999
     half = variants["project fp16 budget 1024"]
@@ -50,8 +72,25 @@ def test_esm2_throughput(monkeypatch, capsys):
 
 
 def test_esm2_fp8(monkeypatch, capsys):
-    lines = run(esm2_fp8, monkeypatch, capsys, "--device", "cpu", "--layers", 1, "--dim", 32, "--heads", 2,
-                "--reads", 30, "--read-lengths", 150, "--repeats", 1)
+    lines = run(
+        esm2_fp8,
+        monkeypatch,
+        capsys,
+        "--device",
+        "cpu",
+        "--layers",
+        1,
+        "--dim",
+        32,
+        "--heads",
+        2,
+        "--reads",
+        30,
+        "--read-lengths",
+        150,
+        "--repeats",
+        1,
+    )
     variants = by_variant(lines)
     assert set(variants) == set(esm2_fp8.VARIANTS)
     assert variants["fp16"]["speedup_over_fp16"] == 1.0
@@ -77,9 +116,31 @@ def test_fp8_linear_is_the_linear_within_float8_rounding():
 
 def test_dnabert_throughput(monkeypatch, capsys):
     lines = run(
-        dnabert_throughput, monkeypatch, capsys, "--device", "cpu", "--hidden", 16, "--layers", 1, "--heads", 2,
-        "--vocab", 64, "--reads", 30, "--read-lengths", 150, "--budgets", 1024, "--original-sequences", 3,
-        "--matmul-size", 64, "--no-bf16", "--profile",
+        dnabert_throughput,
+        monkeypatch,
+        capsys,
+        "--device",
+        "cpu",
+        "--hidden",
+        16,
+        "--layers",
+        1,
+        "--heads",
+        2,
+        "--vocab",
+        64,
+        "--reads",
+        30,
+        "--read-lengths",
+        150,
+        "--budgets",
+        1024,
+        "--original-sequences",
+        3,
+        "--matmul-size",
+        64,
+        "--no-bf16",
+        "--profile",
     )
     variants = by_variant(lines)
     assert variants["project fp32 (single pass)"]["original_vs_project_fp32"]["min_cosine"] >= 0.9999
@@ -94,8 +155,14 @@ def test_dnabert_throughput(monkeypatch, capsys):
 
 @pytest.mark.long(10)
 def test_pipeline(monkeypatch, capsys, tmp_path):
-    for variable in ("VIRNUCPRO_SHARDS", "VIRNUCPRO_CHUNK_LENGTH", "VIRNUCPRO_STORE", "VIRNUCPRO_DNABERT_MODEL",
-                     "VIRNUCPRO_ESM2_MODEL", "VIRNUCPRO_CLASSIFIER"):
+    for variable in (
+        "VIRNUCPRO_SHARDS",
+        "VIRNUCPRO_CHUNK_LENGTH",
+        "VIRNUCPRO_STORE",
+        "VIRNUCPRO_DNABERT_MODEL",
+        "VIRNUCPRO_ESM2_MODEL",
+        "VIRNUCPRO_CLASSIFIER",
+    ):
         monkeypatch.setenv(variable, "")  # the benchmark sets them; monkeypatch puts them back
     lines = run(pipeline, monkeypatch, capsys, "--tiny", "--reads", "20,8", "--shards", 1, "--workdir", tmp_path)
 
@@ -131,8 +198,26 @@ def test_duplicates(monkeypatch, capsys, tmp_path):
 
 def test_embedding_cache(monkeypatch, capsys, tmp_path):
     lines = run(
-        embedding_cache, monkeypatch, capsys, "--tiny", "--device", "cpu", "--reads", 200, "--shards", 2, "--genomes", tmp_path,
-        "--entries", 200, "--per-file-entries", 50, "--scan-entries", 1000, "--scan-segments", "1,4",
+        embedding_cache,
+        monkeypatch,
+        capsys,
+        "--tiny",
+        "--device",
+        "cpu",
+        "--reads",
+        200,
+        "--shards",
+        2,
+        "--genomes",
+        tmp_path,
+        "--entries",
+        200,
+        "--per-file-entries",
+        50,
+        "--scan-entries",
+        1000,
+        "--scan-segments",
+        "1,4",
     )
     sample = lines[0]
     assert sample["shared_reads"] == 100 and 0.4 < sample["second_sample_distinct_found_in_first"]["protein"] < 1
@@ -225,7 +310,21 @@ def test_multi_gpu_on_simulated_devices(monkeypatch, capsys, tmp_path):
 @pytest.mark.long(25)
 def test_compiler_warm_up(monkeypatch, capsys):
     lines = run(
-        compiler_warm_up, monkeypatch, capsys, "--pause", 0, "--processes", 1, "--layers", 1, "--dim", 16, "--heads", 2, "--proteins", 2,
+        compiler_warm_up,
+        monkeypatch,
+        capsys,
+        "--pause",
+        0,
+        "--processes",
+        1,
+        "--layers",
+        1,
+        "--dim",
+        16,
+        "--heads",
+        2,
+        "--proteins",
+        2,
     )
     steps, [summary] = lines[:-1], lines[-1:]
     assert [(s["cache_filling"], s["warm_up"]) for s in steps] == [(True, False), (False, False), (False, True)]

@@ -24,8 +24,14 @@ from virnucpro_assets_tests.daemon import Instance, wait_for
 from virnucpro_assets_tests.processes import dagster_dev
 
 ASSETS = [
-    "sample_reads", "translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features",
-    "predictions", "sample_report",
+    "sample_reads",
+    "translated_proteins",
+    "dnabert_tokens",
+    "dnabert_embeddings",
+    "esm2_embeddings",
+    "merged_features",
+    "predictions",
+    "sample_report",
 ]
 # Without the networking flags Chromium keeps trying to reach Google, which this machine refuses.
 CHROMIUM_FLAGS = [

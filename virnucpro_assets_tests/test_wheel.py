@@ -13,7 +13,9 @@ def test_init_works_from_the_unpacked_wheel(tmp_path):
     # The project's own setuptools (no build isolation, so no download); --no-deps: this wheel only.
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT), "-w", str(tmp_path / "dist")],
-        check=True, capture_output=True, timeout=120,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     (wheel,) = (tmp_path / "dist").glob("virnucpro_assets-*.whl")
     with zipfile.ZipFile(wheel) as archive:

@@ -20,9 +20,7 @@ def load_genomes(paths: Sequence[Path]) -> list[tuple[str, str]]:
     return genomes
 
 
-def cut_reads(
-    genomes: list[tuple[str, str]], count: int, lengths: Sequence[int], seed: int = 0
-) -> list[tuple[str, str]]:
+def cut_reads(genomes: list[tuple[str, str]], count: int, lengths: Sequence[int], seed: int = 0) -> list[tuple[str, str]]:
     """`count` reads (id, sequence) at random places of random genomes, from either strand, each
     of a length drawn from `lengths`. Ids name their origin: `<genome>:<start>:<strand>:<n>`."""
     rng = np.random.default_rng(seed)

@@ -36,9 +36,7 @@ def _lock_file(lock_dir: Path, device: Device) -> Path:
 
 
 @contextmanager
-def lease_device(
-    devices: list[Device], lock_dir: Path, holder: dict, poll_seconds: float = 0.2, on_wait=None
-) -> Iterator[Device]:
+def lease_device(devices: list[Device], lock_dir: Path, holder: dict, poll_seconds: float = 0.2, on_wait=None) -> Iterator[Device]:
     """Hold the first free device of `devices` for the duration of the block, waiting while all are
     busy (`on_wait(seconds_waited)` is called about every 30 s of waiting)."""
     lock_dir.mkdir(parents=True, exist_ok=True)

@@ -141,7 +141,9 @@ def _redo_non_finite_in_float32(
         return
     logger.warning(
         "%d of %d sequences gave non-finite vectors in %s; recomputing them in float32",
-        sum(non_finite.size for _, _, non_finite in redo), len(vectors), model.dtype,
+        sum(non_finite.size for _, _, non_finite in redo),
+        len(vectors),
+        model.dtype,
     )
     with model.in_float32():
         for start, tokens, non_finite in redo:

@@ -30,14 +30,21 @@ HALF_PRECISIONS = {"fp16": "float16", "bf16": "bfloat16"}  # torch dtype names; 
 def add_command(commands) -> None:
     """The `compare-precision` subcommand, on the CLI's subparsers."""
     command = commands.add_parser(
-        "compare-precision", help="compare half precision with fp32 on your own models and sequences",
+        "compare-precision",
+        help="compare half precision with fp32 on your own models and sequences",
         description=__doc__.split("\n\n")[1],
     )
     command.add_argument("input", type=Path, help="translated_proteins .parquet, nucleotide FASTA or protein FASTA")
-    command.add_argument("--esm2", default=settings.model_source("VIRNUCPRO_ESM2_MODEL", settings.DEFAULT_ESM2_MODEL),
-                         help="fair-esm model name or checkpoint (default: $VIRNUCPRO_ESM2_MODEL or the 3B model)")
-    command.add_argument("--dnabert", default=settings.model_source("VIRNUCPRO_DNABERT_MODEL", settings.DEFAULT_DNABERT_MODEL),
-                         help="DNABERT-S directory or Hugging Face id (default: $VIRNUCPRO_DNABERT_MODEL or DNABERT-S)")
+    command.add_argument(
+        "--esm2",
+        default=settings.model_source("VIRNUCPRO_ESM2_MODEL", settings.DEFAULT_ESM2_MODEL),
+        help="fair-esm model name or checkpoint (default: $VIRNUCPRO_ESM2_MODEL or the 3B model)",
+    )
+    command.add_argument(
+        "--dnabert",
+        default=settings.model_source("VIRNUCPRO_DNABERT_MODEL", settings.DEFAULT_DNABERT_MODEL),
+        help="DNABERT-S directory or Hugging Face id (default: $VIRNUCPRO_DNABERT_MODEL or DNABERT-S)",
+    )
     command.add_argument("--only", choices=["esm2", "dnabert"], help="compare one model only")
     command.add_argument("--precision", choices=sorted(HALF_PRECISIONS), default="fp16")
     command.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when there is one)")
@@ -50,7 +57,10 @@ def run_command(args: argparse.Namespace) -> None:
         args.input,
         esm2=None if args.only == "dnabert" else args.esm2,
         dnabert=None if args.only == "esm2" else args.dnabert,
-        precision=args.precision, device=args.device, limit=args.limit, chunk_length=args.chunk_length,
+        precision=args.precision,
+        device=args.device,
+        limit=args.limit,
+        chunk_length=args.chunk_length,
     ):
         print(agreement)
 
@@ -126,9 +136,16 @@ def compare_precision(
         _, half = _embed_and_free(load, source, device, getattr(torch, HALF_PRECISIONS[precision]), sequences)
         cosine = (half * reference).sum(1) / (np.linalg.norm(half, axis=1) * np.linalg.norm(reference, axis=1))
         differences = np.abs(half - reference)
-        results.append(Agreement(
-            f"{label} ({name})", precision, len(sequences), float(cosine.min()), float(cosine.mean()), float(differences.max()),
-        ))
+        results.append(
+            Agreement(
+                f"{label} ({name})",
+                precision,
+                len(sequences),
+                float(cosine.min()),
+                float(cosine.mean()),
+                float(differences.max()),
+            )
+        )
     return results
 
 

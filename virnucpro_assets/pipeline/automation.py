@@ -54,6 +54,7 @@ follows_upstream = (
     & deps_checked
 ).with_label("eager, on checked upstream, from the first tick")
 
+
 def automation_sensor(interval: int) -> dg.AutomationConditionSensorDefinition:
     """The sensor that evaluates every asset's condition, every `interval` seconds."""
     return dg.AutomationConditionSensorDefinition(

@@ -36,9 +36,7 @@ OUTSIDE_LINK = "a symbolic link to a file outside the inbox: ignored (VIRNUCPRO_
 
 def inbox_files(inbox: Path) -> list[Path]:
     return sorted(
-        path
-        for path in inbox.iterdir()
-        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(IGNORED_SUFFIXES)
+        path for path in inbox.iterdir() if path.is_file() and not path.name.startswith(".") and not path.name.endswith(IGNORED_SUFFIXES)
     )
 
 

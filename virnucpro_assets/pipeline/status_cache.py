@@ -55,9 +55,7 @@ def repair_partition_status(interval: int) -> dg.SensorDefinition:
     )
     def repair(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         graph = context.repository_def.asset_graph
-        partitions_defs = {
-            key: graph.get(key).partitions_def for key in graph.materializable_asset_keys if graph.get(key).partitions_def
-        }
+        partitions_defs = {key: graph.get(key).partitions_def for key in graph.materializable_asset_keys if graph.get(key).partitions_def}
         lost = lost_partitions(context.instance, partitions_defs)
         if not lost:
             return dg.SkipReason("every cached partition status holds its materializations")

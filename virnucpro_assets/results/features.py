@@ -8,9 +8,7 @@ import pyarrow as pa
 from virnucpro_assets.errors import MissingInputError
 
 
-def merge_features(
-    pair_ids: pa.Array, dna: tuple[pa.Array, np.ndarray], protein: tuple[pa.Array, np.ndarray]
-) -> np.ndarray:
+def merge_features(pair_ids: pa.Array, dna: tuple[pa.Array, np.ndarray], protein: tuple[pa.Array, np.ndarray]) -> np.ndarray:
     """Rows of [dna | protein] in the order of `pair_ids`. Every pair must have exactly one vector
     of each kind; a missing or surplus partner is an error naming the identifier."""
     wanted = pair_ids.to_pylist()

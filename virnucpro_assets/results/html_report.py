@@ -176,9 +176,7 @@ def _models_table(provenance: Provenance) -> str:
         for (name, digest), used_by in used.items():
             where = "all shards" if not mixed else "shards " + ", ".join(used_by)
             warning = ' <span class="warning">(shards differ: re-materialize the stale ones)</span>' if mixed else ""
-            rows.append(
-                f"<tr><td>{_e(label)}</td><td>{_e(name)}</td><td><code>{_e(digest)}</code></td><td>{_e(where)}{warning}</td></tr>"
-            )
+            rows.append(f"<tr><td>{_e(label)}</td><td>{_e(name)}</td><td><code>{_e(digest)}</code></td><td>{_e(where)}{warning}</td></tr>")
     return (
         '<table id="models"><thead><tr><th>step</th><th>model</th><th>weights sha256</th><th>used for</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"

@@ -71,16 +71,13 @@ def format_highest_scores(ids: Sequence[str], scores: np.ndarray) -> str:
     """The text of prediction_results_highestscore.csv (tab-separated): one row per chunk, chunks
     in sorted order, Is_Virus True when the chunk's largest score2 >= its largest score1."""
     scores = _checked_scores(scores, len(ids))
-    pairs = pl.DataFrame(
-        {"chunk_id": pl.Series(list(ids), dtype=pl.String).str.head(-2), "score1": scores[:, 0], "score2": scores[:, 1]}
-    )
+    pairs = pl.DataFrame({"chunk_id": pl.Series(list(ids), dtype=pl.String).str.head(-2), "score1": scores[:, 0], "score2": scores[:, 1]})
     chunks = _chunk_decisions(pairs, ["chunk_id"]).sort("chunk_id")
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")  # what pandas' to_csv uses
     writer.writerow(HIGHEST_SCORES_HEADER)
     writer.writerows(
-        (chunk_id, "True" if is_virus else "False")
-        for chunk_id, is_virus in chunks.select("chunk_id", "is_virus").iter_rows()
+        (chunk_id, "True" if is_virus else "False") for chunk_id, is_virus in chunks.select("chunk_id", "is_virus").iter_rows()
     )
     return text.getvalue()
 
@@ -239,9 +236,7 @@ def report_files(
     input-file order: the original's two result files, `per_read.tsv` and `per_read.parquet`
     (every read, see `per_read_table`), the `per_read_scores.png` plot and `report.html` (see
     virnucpro_assets.results.html_report; `provenance` holds the shard steps' metadata)."""
-    per_read = per_read_table(
-        read_ids, lengths, pair_read_ids, chunk_ids, scores, chunk_length=chunk_length, threshold=threshold
-    )
+    per_read = per_read_table(read_ids, lengths, pair_read_ids, chunk_ids, scores, chunk_length=chunk_length, threshold=threshold)
     counts = report_counts(per_read, predictions)
     plot = plot_read_scores(per_read, threshold)
     parquet = io.BytesIO()

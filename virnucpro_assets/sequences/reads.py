@@ -424,8 +424,7 @@ def _check_head(path: Path, head: bytes, compression: str | None) -> bytes:
     if inner is not None:
         nested = f"nested {inner}" if inner == compression else f"{inner} inside {compression}"
         raise InputFormatError(
-            f"{path}: {nested}: the content is compressed twice; decompress it once "
-            f"(`{MAGIC[compression][1]}`), and add the result"
+            f"{path}: {nested}: the content is compressed twice; decompress it once (`{MAGIC[compression][1]}`), and add the result"
         )
     if head.startswith(ZIP_MAGIC):
         raise InputFormatError(f"{path}: a zip archive, not a FASTA/FASTQ file: unzip it and add the reads file inside")

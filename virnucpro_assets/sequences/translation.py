@@ -135,9 +135,7 @@ def _large_strings(values: list[str] | pa.Array) -> pa.Array:
 def _strings(data: np.ndarray, lengths: np.ndarray) -> pa.Array:
     offsets = np.zeros(lengths.size + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return pa.LargeStringArray.from_buffers(
-        lengths.size, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data, dtype=np.uint8))
-    )
+    return pa.LargeStringArray.from_buffers(lengths.size, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data, dtype=np.uint8)))
 
 
 def _concat(left: pa.Array, middle: str, right: pa.Array) -> pa.Array:

@@ -67,9 +67,7 @@ def read_table(source: Path | bytes, columns: list[str] | None = None, expected_
         file = pq.ParquetFile(pa.BufferReader(buffer))
         missing = [column for column in columns or [] if column not in file.schema_arrow.names]
         if missing:
-            raise CorruptDataError(
-                f"{name or source}: has no column {', '.join(missing)} (written by an earlier version of the pipeline)"
-            )
+            raise CorruptDataError(f"{name or source}: has no column {', '.join(missing)} (written by an earlier version of the pipeline)")
         return file.read(columns=columns)
     except (pa.ArrowException, OSError) as error:
         raise CorruptDataError(f"{name or source}: not a readable Parquet table ({error})") from error

@@ -24,7 +24,6 @@ GOLDEN = Path(__file__).parent.parent / "data" / "dnabert2_tiny"
 TOLERANCE = 1e-5
 
 
-
 @pytest.fixture(scope="module")
 def expected() -> dict[str, torch.Tensor]:
     return load_file(GOLDEN / "expected.safetensors")

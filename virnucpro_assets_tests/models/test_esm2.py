@@ -98,9 +98,7 @@ def thirty_proteins_and_original_vectors(checkpoint) -> tuple[list[str], np.ndar
 
 
 @pytest.mark.parametrize("token_budget", [1, 100, 700, 2048, 100_000])
-def test_batched_embeddings_match_the_original_one_at_a_time(
-    thirty_proteins_and_original_vectors, embedder, token_budget
-):
+def test_batched_embeddings_match_the_original_one_at_a_time(thirty_proteins_and_original_vectors, embedder, token_budget):
     proteins, expected = thirty_proteins_and_original_vectors
 
     result = embedder.embed(proteins, token_budget=token_budget)

@@ -19,7 +19,10 @@ from virnucpro_assets.training.registry import TrainingRegistry, training_partit
 from virnucpro_assets_tests.pipeline.conftest import demo_models  # noqa: F401 (fixture)
 
 SHARD_STEPS = [
-    "training_pairs", "training_dnabert_tokens", "training_dnabert_embeddings", "training_esm2_embeddings",
+    "training_pairs",
+    "training_dnabert_tokens",
+    "training_dnabert_embeddings",
+    "training_esm2_embeddings",
     "training_merged_features",
 ]
 

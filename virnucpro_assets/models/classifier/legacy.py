@@ -47,9 +47,7 @@ class _StorageType:
     dtype: torch.dtype
 
 
-def _rebuild_tensor(
-    storage: torch.Tensor, storage_offset: int, size: tuple, stride: tuple, *_unused: object
-) -> torch.Tensor:
+def _rebuild_tensor(storage: torch.Tensor, storage_offset: int, size: tuple, stride: tuple, *_unused: object) -> torch.Tensor:
     # Stand-in for torch._utils._rebuild_tensor_v2; requires_grad, hooks and metadata do not matter here.
     return torch.as_strided(storage, tuple(size), tuple(stride), storage_offset)
 
@@ -143,9 +141,7 @@ def _unpickle_checkpoint(path: Path) -> object:
         with zipfile.ZipFile(path) as archive:
             pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") and name.count("/") == 1]
             if len(pickles) != 1:
-                raise ModelFormatError(
-                    f"{path} is a zip file but not a torch.save checkpoint (no single <name>/data.pkl)"
-                )
+                raise ModelFormatError(f"{path} is a zip file but not a torch.save checkpoint (no single <name>/data.pkl)")
             record_prefix = pickles[0].removesuffix("data.pkl")
             byte_order = record_prefix + "byteorder"  # older torch wrote none; read those as little-endian
             if byte_order in archive.namelist() and archive.read(byte_order) != b"little":
@@ -154,9 +150,7 @@ def _unpickle_checkpoint(path: Path) -> object:
     except ModelFormatError:
         raise
     except zipfile.BadZipFile as error:
-        raise ModelFormatError(
-            f"{path} is not a torch.save checkpoint in the zip format of torch 1.6 and later: {error}"
-        ) from error
+        raise ModelFormatError(f"{path} is not a torch.save checkpoint in the zip format of torch 1.6 and later: {error}") from error
     except Exception as error:  # a damaged or hostile pickle fails in many ways; none of them ran its code
         raise ModelFormatError(f"{path} is not a readable torch.save checkpoint: {error!r}") from error
 
@@ -174,9 +168,7 @@ def load_legacy(path: Path, chunk_length: int | None) -> Classifier:
     name_match = _LEGACY_NAME_CHUNK_LENGTH.match(path.name)
     return Classifier(
         weights=weights_from_layers(layers, DEFAULT_BATCH_NORM_EPS, path),
-        chunk_length=resolve_chunk_length(
-            path, int(name_match.group(1)) if name_match else None, "per its file name", chunk_length
-        ),
+        chunk_length=resolve_chunk_length(path, int(name_match.group(1)) if name_match else None, "per its file name", chunk_length),
         identity=ModelIdentity(path.name, hash_files([path])),
     )
 
@@ -185,9 +177,7 @@ def _tensors_only(mapping: object, where: str, path: Path) -> dict[str, torch.Te
     if not isinstance(mapping, dict):
         raise ModelFormatError(f"{path}: {where} is a {type(mapping).__name__}, not a dict of tensors")
     tensors = {key: value for key, value in mapping.items() if value is not None}
-    strays = [
-        f"{key!r} ({type(value).__name__})" for key, value in tensors.items() if not isinstance(value, torch.Tensor)
-    ]
+    strays = [f"{key!r} ({type(value).__name__})" for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
     if strays:
         raise ModelFormatError(f"{path}: {where} holds non-tensor entries {', '.join(strays)}")
     return tensors

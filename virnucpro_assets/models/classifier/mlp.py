@@ -51,7 +51,6 @@ class ClassifierWeights:
     output_bias: torch.Tensor  # [2]
 
 
-
 @dataclass(frozen=True)
 class Classifier:
     """The classifier for one chunk length, with the identity (name + file hash) of its weights."""
@@ -127,9 +126,7 @@ def not_found(path: Path) -> ModelNotFoundError:
 
 def check_chunk_length(value: object, source: str) -> int:
     if isinstance(value, bool) or value not in SUPPORTED_CHUNK_LENGTHS:
-        raise ConfigurationError(
-            f"{source}={value!r}: VirNucPro's classifiers exist for chunk lengths 300 and 500 only"
-        )
+        raise ConfigurationError(f"{source}={value!r}: VirNucPro's classifiers exist for chunk lengths 300 and 500 only")
     return int(value)
 
 
@@ -161,9 +158,7 @@ class Layer:
     eps: object = None  # a pickled BatchNorm's eps; None when the file does not record it
 
     def describe(self) -> str:
-        shapes = ", ".join(
-            f"{key} {'x'.join(map(str, tensor.shape)) or 'scalar'}" for key, tensor in self.tensors.items()
-        )
+        shapes = ", ".join(f"{key} {'x'.join(map(str, tensor.shape)) or 'scalar'}" for key, tensor in self.tensors.items())
         kind = f" ({self.kind})" if self.kind else ""
         return f"{self.name or '(top level)'}{kind}: {shapes}"
 
@@ -190,9 +185,8 @@ def _is_linear(layer: Layer, in_features: int, out_features: int) -> bool:
 
 def _is_batch_norm(layer: Layer, features: int) -> bool:
     statistics = {"weight", "bias", "running_mean", "running_var"}
-    return (
-        statistics <= set(layer.tensors) <= statistics | {"num_batches_tracked"}
-        and all(_float_shape(layer.tensors[key]) == (features,) for key in statistics)
+    return statistics <= set(layer.tensors) <= statistics | {"num_batches_tracked"} and all(
+        _float_shape(layer.tensors[key]) == (features,) for key in statistics
     )
 
 
@@ -201,9 +195,7 @@ def _fp32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().to(torch.float32, copy=True).contiguous()
 
 
-def weights_from_layers(
-    layers: list[Layer], batch_norm_eps: float, path: Path, feature_width: int = FEATURE_WIDTH
-) -> ClassifierWeights:
+def weights_from_layers(layers: list[Layer], batch_norm_eps: float, path: Path, feature_width: int = FEATURE_WIDTH) -> ClassifierWeights:
     hidden = [layer for layer in layers if _is_linear(layer, feature_width, HIDDEN_WIDTH)]
     norm = [layer for layer in layers if _is_batch_norm(layer, HIDDEN_WIDTH)]
     output = [layer for layer in layers if _is_linear(layer, HIDDEN_WIDTH, len(CLASS_LABELS))]

@@ -42,7 +42,6 @@ _NATIVE_TENSOR_FIELDS = {
 }
 
 
-
 def _native_paths(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.stem + ".safetensors"), path.with_name(path.stem + ".json")
 
@@ -84,9 +83,7 @@ def load_native(path: Path, chunk_length: int | None) -> Classifier:
     weights = weights_from_layers(layers_of_state_dict(tensors), batch_norm_eps, weights_path, feature_width)
     return Classifier(
         weights=weights,
-        chunk_length=resolve_chunk_length(
-            weights_path, recorded_chunk_length, f"per {sidecar_path.name}", chunk_length
-        ),
+        chunk_length=resolve_chunk_length(weights_path, recorded_chunk_length, f"per {sidecar_path.name}", chunk_length),
         identity=ModelIdentity(weights_path.name, hash_files([weights_path, sidecar_path])),
     )
 
@@ -98,11 +95,9 @@ def _read_sidecar(path: Path) -> tuple[int, float, int]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFormatError(f"{path} is not readable JSON: {error}") from error
     if not isinstance(sidecar, dict) or sidecar.get("format") != NATIVE_FORMAT:
-        raise ModelFormatError(f"{path} does not describe a VirNucPro classifier (no \"format\": \"{NATIVE_FORMAT}\")")
+        raise ModelFormatError(f'{path} does not describe a VirNucPro classifier (no "format": "{NATIVE_FORMAT}")')
     if sidecar.get("format_version") != NATIVE_FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path} has format_version {sidecar.get('format_version')!r}; this version reads {NATIVE_FORMAT_VERSION}"
-        )
+        raise ModelFormatError(f"{path} has format_version {sidecar.get('format_version')!r}; this version reads {NATIVE_FORMAT_VERSION}")
     try:
         chunk_length = check_chunk_length(sidecar.get("chunk_length"), f"chunk_length in {path}")
     except ConfigurationError as error:

@@ -41,7 +41,6 @@ class DnabertConfig:
         config = cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
         if config.hidden_size % config.num_attention_heads:
             raise ModelFormatError(
-                f"{path}: hidden_size {config.hidden_size} is not a multiple of "
-                f"num_attention_heads {config.num_attention_heads}"
+                f"{path}: hidden_size {config.hidden_size} is not a multiple of num_attention_heads {config.num_attention_heads}"
             )
         return config

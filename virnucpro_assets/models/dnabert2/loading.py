@@ -100,9 +100,7 @@ def _name_list(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def load_dnabert_model(
-    directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> DnabertModel:
+def load_dnabert_model(directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DnabertModel:
     """DnabertModel from config.json and the weight file of `directory`, in eval mode on `device`."""
     config = DnabertConfig.from_json(required_file(directory, CONFIG_FILE))
     weights_path = find_weights_file(directory)
@@ -126,9 +124,7 @@ def load_dnabert_model(
         if names
     ]
     if problems:
-        raise ModelFormatError(
-            f"{weights_path}: weights do not fit the DNABERT-2 model of {CONFIG_FILE}; " + "; ".join(problems)
-        )
+        raise ModelFormatError(f"{weights_path}: weights do not fit the DNABERT-2 model of {CONFIG_FILE}; " + "; ".join(problems))
 
     model.load_state_dict({key: tensor.to(device=device, dtype=dtype) for key, tensor in state.items()}, assign=True)
     return model.eval().requires_grad_(False)

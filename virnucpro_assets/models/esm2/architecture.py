@@ -115,8 +115,14 @@ class FastEsm2(nn.Module):
 
     @classmethod
     def from_fair_esm_state(
-        cls, state: dict[str, torch.Tensor], num_layers: int, embed_dim: int, attention_heads: int,
-        alphabet, device: torch.device, dtype: torch.dtype,
+        cls,
+        state: dict[str, torch.Tensor],
+        num_layers: int,
+        embed_dim: int,
+        attention_heads: int,
+        alphabet,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> FastEsm2:
         """The model of a fair-esm ESM-2 state dict (prefixes already stripped, as fair-esm's loader
         does), built straight on `device` in `dtype`. Raises KeyError/ValueError when the weights do
@@ -124,8 +130,11 @@ class FastEsm2(nn.Module):
         # Not on the meta device: initialising there costs seconds of imports (torch._dynamo) per process.
         with torch.device(device):
             model = cls(num_layers, embed_dim, attention_heads, len(alphabet), alphabet.padding_idx, alphabet.mask_idx)
-        state = {key: tensor.to(device=device, dtype=dtype) for key, tensor in state.items()
-                 if not key.startswith(UNUSED_WEIGHTS) and not key.endswith(ROTARY_BUFFER)}
+        state = {
+            key: tensor.to(device=device, dtype=dtype)
+            for key, tensor in state.items()
+            if not key.startswith(UNUSED_WEIGHTS) and not key.endswith(ROTARY_BUFFER)
+        }
         for layer in range(model.num_layers):
             prefix = f"layers.{layer}.self_attn."
             for kind in ("weight", "bias"):
@@ -145,8 +154,13 @@ class FastEsm2(nn.Module):
         """The same weights as a fair-esm ESM2 module, on its device and in its dtype."""
         weight = model.embed_tokens.weight
         return cls.from_fair_esm_state(
-            model.state_dict(), model.num_layers, model.embed_dim, model.attention_heads, model.alphabet,
-            weight.device, weight.dtype,
+            model.state_dict(),
+            model.num_layers,
+            model.embed_dim,
+            model.attention_heads,
+            model.alphabet,
+            weight.device,
+            weight.dtype,
         )
 
     def forward(self, tokens: torch.Tensor, repr_layers=()) -> dict:

@@ -164,8 +164,13 @@ class Esm2Embedder:
         (1/n on the n pooled positions, 0 elsewhere), both in host memory."""
         lengths = tokenized.lengths[batch]
         tokens = ragged_rows(
-            tokenized.residues, tokenized.starts, tokenized.lengths, batch,
-            fill=self._alphabet.padding_idx, width=int(lengths.max()) + 2, column=1,
+            tokenized.residues,
+            tokenized.starts,
+            tokenized.lengths,
+            batch,
+            fill=self._alphabet.padding_idx,
+            width=int(lengths.max()) + 2,
+            column=1,
         )
         tokens[:, 0] = self._alphabet.cls_idx
         tokens[np.arange(len(batch)), lengths + 1] = self._alphabet.eos_idx

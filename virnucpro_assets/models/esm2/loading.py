@@ -41,9 +41,7 @@ def hub_checkpoint_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
 
 
-def load_fast_esm2(
-    source: str, device: torch.device, dtype: torch.dtype
-) -> tuple[FastEsm2, esm.data.Alphabet, ModelIdentity]:
+def load_fast_esm2(source: str, device: torch.device, dtype: torch.dtype) -> tuple[FastEsm2, esm.data.Alphabet, ModelIdentity]:
     """The model a fair-esm model name or checkpoint path stands for, on `device` in `dtype`, with
     its alphabet and identity (named after the model name or the file's stem)."""
     path, name = checkpoint_path(source)
@@ -53,8 +51,13 @@ def load_fast_esm2(
     state = {re.sub(r"^encoder\.(sentence_encoder\.)?", "", key): value for key, value in checkpoint["model"].items()}
     try:
         model = FastEsm2.from_fair_esm_state(
-            state, config.encoder_layers, config.encoder_embed_dim, config.encoder_attention_heads,
-            alphabet, device, dtype,
+            state,
+            config.encoder_layers,
+            config.encoder_embed_dim,
+            config.encoder_attention_heads,
+            alphabet,
+            device,
+            dtype,
         )
     except (AttributeError, KeyError, ValueError, RuntimeError) as err:
         raise ModelFormatError(f"{path} does not hold a loadable ESM-2 model: {err}") from err
@@ -118,13 +121,10 @@ def read_checkpoint(path: Path) -> dict:
     except Exception as err:  # torch.load fails in many ways on files that are not checkpoints
         raise ModelFormatError(f"{path} is not a readable PyTorch checkpoint: {err!r}") from err
     if not isinstance(data, dict) or "model" not in data:
-        raise ModelFormatError(
-            f"{path} is not a fair-esm checkpoint: expected a dict with 'model' and 'cfg'."
-        )
+        raise ModelFormatError(f"{path} is not a fair-esm checkpoint: expected a dict with 'model' and 'cfg'.")
     if "cfg" not in data:
         raise ModelFormatError(
-            f"{path} is not an ESM-2 checkpoint: it has no 'cfg' (ESM-1 checkpoints carry 'args' "
-            "and are not supported)."
+            f"{path} is not an ESM-2 checkpoint: it has no 'cfg' (ESM-1 checkpoints carry 'args' and are not supported)."
         )
     return data
 

@@ -123,9 +123,9 @@ def classification_assets(partitions: Partitions, settings: Settings) -> list[dg
         shards = len(partitions.shard_keys)
         threshold = report.checked_virus_threshold()
         reads = pl.concat([_read_lengths(sample_reads[shard]) for shard in partitions.shard_keys]).sort("file_position")
-        pairs = pl.concat(
-            [_in_file_order(sample_reads[shard], predictions[shard]) for shard in partitions.shard_keys]
-        ).sort("file_position", "row", maintain_order=True)
+        pairs = pl.concat([_in_file_order(sample_reads[shard], predictions[shard]) for shard in partitions.shard_keys]).sort(
+            "file_position", "row", maintain_order=True
+        )
         scores = np.column_stack([pairs["score1"].to_numpy(), pairs["score2"].to_numpy()]).astype(np.float32)
         files, counts = report_files(
             sample=context.partition_key,
