@@ -26,7 +26,8 @@ def sample_report() -> None:
     pass
 
 
-DEFS = dg.Definitions(assets=[predictions, sample_report], sensors=[repair_partition_status(5)])
+REPAIR = repair_partition_status(5)
+DEFS = dg.Definitions(assets=[predictions, sample_report], sensors=[REPAIR])
 
 
 def report_requested(instance) -> bool:
@@ -52,9 +53,8 @@ def test_a_cache_that_lost_a_shard_is_found_and_rebuilt_so_that_automation_goes_
     assert not report_requested(instance)  # stuck: shard 001 looks missing, however long one waits
 
     assert lost_partitions(instance, {predictions.key: SHARDS, sample_report.key: SAMPLES}) == {predictions.key: ["s|001"]}
-    repair = DEFS.get_sensor_def("repair_partition_status")
     with dg.build_sensor_context(instance=instance, definitions=DEFS) as context:
-        assert "predictions: s|001" in repair(context).skip_message
+        assert "predictions: s|001" in REPAIR(context).skip_message
     assert report_requested(instance)
     with dg.build_sensor_context(instance=instance, definitions=DEFS) as context:
-        assert repair(context).skip_message == "every cached partition status holds its materializations"
+        assert REPAIR(context).skip_message == "every cached partition status holds its materializations"
