@@ -20,8 +20,9 @@ For each shard both embedders run on the shard's pairs: `every pair` as before, 
 shard` through `embed_rows` as the embedding assets now do. One JSON line per model and
 variant (sequences embedded, tokens, seconds, tokens/s), then one per model with the savings and
 the distinct sequences of the whole sample (`distinct_in_sample`: what sharding by sequence lets
-the per-shard reduction reach, as against `tokens_if_round_robin`, the tokens of the same
-reduction had read i gone to shard i mod K as before), and one line
+the per-shard reduction reach, as against the tokens of the same reduction under former ways of
+sharding: `tokens_if_round_robin`, read i to shard i mod K, and `tokens_if_by_sequence_as_written`,
+a hash of the read as written rather than of either strand), and one line
 comparing the two result files (prediction_results.txt, prediction_results_highestscore.csv) made
 from each variant's vectors by the same classifier: byte identity, decisions, largest score and
 vector differences. Models: the full-size architectures with random weights (ESM-2 3B in fp16 on a
@@ -66,7 +67,7 @@ def main() -> None:
 
 
 def run(args, workdir: Path) -> None:
-    from virnucpro_assets.sequences.sharding import split_reads
+    from virnucpro_assets.sequences.sharding import sequence_hashes, split_reads
     from virnucpro_assets.sequences.translation import translate_reads
 
     files = sorted(args.genomes.glob("*/*.fna.gz")) or GENOMES
@@ -90,14 +91,24 @@ def run(args, workdir: Path) -> None:
     position = {
         read_id: index for table in tables for read_id, index in zip(*table.select(["read_id", "file_position"]).to_pydict().values())
     }
-    round_robin = np.array([position[read_id] % args.shards for read_id in pairs.column("read_id").to_pylist()])
+    sequence_of = {
+        read_id: sequence for table in tables for read_id, sequence in zip(*table.select(["read_id", "sequence"]).to_pydict().values())
+    }
+    read_of_pair = pairs.column("read_id").to_pylist()
+    # Where each pair would have been under the former ways of sharding, for the tokens they would leave.
+    former = {
+        "round_robin": np.array([position[read_id] % args.shards for read_id in read_of_pair]),
+        "by_sequence_as_written": (sequence_hashes([sequence_of[read_id] for read_id in read_of_pair]) % np.uint64(args.shards)).astype(
+            np.int64
+        ),
+    }
 
     device = torch.device(args.device)
     embedders, classifier = build_models(workdir / "models", device, args.tiny)
     vectors = {}
     for model, (column, embedder) in embedders.items():
         embedder.embed(shards[0].column(column).to_pylist()[:256])  # CUDA start-up and kernel choice, outside the timings
-        vectors[model] = compare(model, column, embedder, shards, device, round_robin)
+        vectors[model] = compare(model, column, embedder, shards, device, former)
     result_files = {
         variant: results(pairs, np.hstack([vectors["dnabert"][variant], vectors["esm2"][variant]]), classifier)
         for variant in ("every pair", "distinct per shard")
@@ -138,10 +149,11 @@ def duplicated_sample(files: list[Path], reads: int, length: int, phage_share: f
 
 
 def compare(
-    model: str, column: str, embedder, shards: list[pa.Table], device: torch.device, round_robin: np.ndarray
+    model: str, column: str, embedder, shards: list[pa.Table], device: torch.device, former: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Both variants over every shard: a JSON line each, one on the savings; the vectors of each.
-    `round_robin`: each pair's shard had its read gone to shard i mod K."""
+    `former`: each pair's shard under a former way of sharding (`round_robin`: read i to shard
+    i mod K; `by_sequence_as_written`: a hash of the read as written, not of either strand)."""
     embedded, lines = {}, {}
     for variant in ("every pair", "distinct per shard"):
         parts, sequences, tokens, elapsed = [], 0, 0, 0.0
@@ -172,7 +184,11 @@ def compare(
     in_sample = distinct_sequences(pa.concat_arrays([s.column(column).combine_chunks() for s in shards]))
     tokens_of = embedder.tokenized(in_sample.sequences).token_counts
     every, reduced = lines["every pair"], lines["distinct per shard"]
-    _, first_in_round_robin_shard = np.unique(in_sample.inverse + len(tokens_of) * round_robin, return_index=True)
+
+    def tokens_if(shard_of_pair: np.ndarray) -> int:
+        _, first_in_shard = np.unique(in_sample.inverse + len(tokens_of) * shard_of_pair, return_index=True)
+        return int(tokens_of[in_sample.inverse[first_in_shard]].sum())
+
     emit(
         benchmark="duplicates",
         model=model,
@@ -181,7 +197,7 @@ def compare(
         speedup=round(every["embed_s"] / reduced["embed_s"], 3),
         distinct_in_sample=len(in_sample.sequences),
         tokens_if_distinct_in_sample=int(tokens_of.sum()),
-        tokens_if_round_robin=int(tokens_of[in_sample.inverse[first_in_round_robin_shard]].sum()),
+        **{f"tokens_if_{name}": tokens_if(shard_of_pair) for name, shard_of_pair in former.items()},
     )
     return embedded
 

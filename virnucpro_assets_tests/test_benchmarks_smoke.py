@@ -191,6 +191,7 @@ def test_duplicates(monkeypatch, capsys, tmp_path):
     assert 0 < savings["esm2"]["tokens_saved"] < 1
     for model, line in savings.items():  # identical reads share a shard: more is saved than round robin would
         assert line["tokens_if_distinct_in_sample"] <= variants[(model, "distinct per shard")]["tokens"] < line["tokens_if_round_robin"]
+        assert line["tokens_if_distinct_in_sample"] <= line["tokens_if_by_sequence_as_written"]
     comparison = lines[-1]
     assert comparison["decisions_differing"] == 0 and comparison["max_score_diff"] <= 1e-6
     assert max(comparison["max_vector_diff"].values()) <= 1e-6

@@ -20,11 +20,24 @@ _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
 def shard_of_reads(sequences: Sequence[str], shards: int) -> np.ndarray:
-    """The shard of each read: a hash of its sequence mod K. Identical reads share a shard, so that
-    the embedding assets embed them once; the same file always gives the same shards; each distinct
-    sequence lands on a shard at random, so shards are balanced by distinct sequences (the GPU's
-    work) to about sqrt(n/K) of n/K, while a sequence repeated many times is all on one shard."""
-    return (sequence_hashes(sequences) % np.uint64(shards)).astype(np.int32)
+    """The shard of each read: a hash of its `strand_key` mod K. Reads that give the same pairs
+    share a shard, so that the embedding assets embed those pairs once: identical reads, reads
+    that differ only in case, and a read and its reverse complement (the same molecule read from
+    the other strand: its forward frames are the other's reverse frames). The same file always
+    gives the same shards; each distinct key lands on a shard at random, so shards are balanced by
+    distinct sequences (the GPU's work) to about sqrt(n/K) of n/K, while a sequence repeated many
+    times is all on one shard."""
+    return (sequence_hashes([strand_key(sequence) for sequence in sequences]) % np.uint64(shards)).astype(np.int32)
+
+
+_COMPLEMENT = str.maketrans("ACGT", "TGCA")  # the translation's: upper case, other letters unchanged
+
+
+def strand_key(sequence: str) -> str:
+    """The read as translation sees it (upper-cased), whichever strand it was read from: the lesser
+    of it and its reverse complement."""
+    upper = sequence.upper()
+    return min(upper, upper.translate(_COMPLEMENT)[::-1])
 
 
 def sequence_hashes(sequences: Sequence[str]) -> np.ndarray:

@@ -11,6 +11,7 @@ import zstandard
 from virnucpro_assets.errors import InputFormatError
 from virnucpro_assets.sequences.reads import ReadStats, read_batches, sniff_format
 from virnucpro_assets.sequences.sharding import sequence_hashes, shard_of_reads, split_reads
+from virnucpro_assets.sequences.translation import translate_reads
 
 
 def read_all(path):
@@ -194,6 +195,18 @@ def test_identical_reads_share_a_shard_in_file_order_with_their_file_positions(t
     shard_of = {sequence: index for index, table in enumerate(tables) for sequence in table.column("sequence").to_pylist()}
     for index, table in enumerate(tables):  # every copy of a sequence is in one shard
         assert all(shard_of[sequence] == index for sequence in table.column("sequence").to_pylist())
+
+
+def test_a_read_its_reverse_complement_and_its_lower_case_share_a_shard_as_they_share_their_pairs(genome_reads):
+    reads = [sequence for _, sequence in genome_reads if len(sequence) in (150, 299, 300)]
+    assert len(reads) > 80
+    for read in reads:
+        other_strand = read.translate(str.maketrans("ACGT", "TGCA"))[::-1]
+        # Why it pays: the two strands' kept frames are the same (nucleotide, protein) pairs.
+        pairs = [translate_reads(["r"], [sequence], 300).select(["nucleotide", "protein"]).to_pylist() for sequence in (read, other_strand)]
+        assert sorted(map(str, pairs[0])) == sorted(map(str, pairs[1]))
+        assert len(set(shard_of_reads([read, other_strand, read.lower(), other_strand.lower()], 8))) == 1
+    assert len(set(shard_of_reads(reads, 8))) > 1
 
 
 def test_shards_are_balanced_by_distinct_sequences_and_stable_across_runs():

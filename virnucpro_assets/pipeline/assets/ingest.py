@@ -19,11 +19,12 @@ def ingest_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         group_name="ingest",
         kinds={"parquet"},
         # How reads are spread over the shards: stores sharded another way show these partitions as changed.
-        code_version="shards=by-sequence",
+        code_version="shards=by-sequence-either-strand",
         description=(
             "The sample's reads, checked (FASTA or FASTQ, plain or gzip/bz2/xz/zstd-compressed; U read as T) and spread over the "
-            "shards by a hash of the sequence, so that identical reads share a shard and are embedded once, in file order within "
-            "each: Parquet with read_id, sequence and file_position (0-based, in the file), one file per shard."
+            "shards by a hash of the sequence on either strand, so that identical reads, and a read and its reverse complement, "
+            "share a shard and their pairs are embedded once; in file order within each: Parquet with read_id, sequence and "
+            "file_position (0-based, in the file), one file per shard."
         ),
     )
     def sample_reads(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Output[dict[str, pa.Table]]:
