@@ -35,17 +35,9 @@ import torch
 from benchmarks.common import emit, genome_files
 from benchmarks.gpu_common import tokenizer_training_text
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
+from virnucpro_assets.pipeline.jobs import SAMPLE_ASSETS
 
-ASSETS = [
-    "sample_reads",
-    "translated_proteins",
-    "dnabert_tokens",
-    "dnabert_embeddings",
-    "esm2_embeddings",
-    "merged_features",
-    "predictions",
-    "sample_report",
-]
+ASSETS = list(SAMPLE_ASSETS)
 SAMPLE_ASSETS = {"sample_reads", "sample_report"}
 GPU_ASSETS = {"dnabert_embeddings", "esm2_embeddings"}
 CHUNK_LENGTH = 500

@@ -27,10 +27,10 @@ from virnucpro_assets.demo.reads import cut_reads, write_fasta
 from virnucpro_assets.gpu.inventory import Device, discover_devices
 from virnucpro_assets.gpu.leases import device_holders
 from virnucpro_assets.pipeline.executors import GPU_QUEUE
+from virnucpro_assets.pipeline.jobs import SHARD_ASSETS
 from virnucpro_assets_tests.daemon import BIN, CHECKOUT, freeze_a_step_holding_its_device, wait_for
 
 SHARDS = ["000", "001", "002", "003"]
-SHARD_ASSETS = ("translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
 GPU_ASSETS = ("dnabert_embeddings", "esm2_embeddings")
 RESULT_FILES = ("prediction_results.txt", "prediction_results_highestscore.csv", "per_read.tsv")
 OUTAGE_S = 5

@@ -20,19 +20,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.models import build_demo_models
 from virnucpro_assets.demo.reads import write_fasta
+from virnucpro_assets.pipeline.jobs import SAMPLE_ASSETS
 from virnucpro_assets_tests.daemon import Instance, wait_for
 from virnucpro_assets_tests.processes import dagster_dev
 
-ASSETS = [
-    "sample_reads",
-    "translated_proteins",
-    "dnabert_tokens",
-    "dnabert_embeddings",
-    "esm2_embeddings",
-    "merged_features",
-    "predictions",
-    "sample_report",
-]
 # Without the networking flags Chromium keeps trying to reach Google, which this machine refuses.
 CHROMIUM_FLAGS = [
     "--headless",
@@ -74,7 +65,7 @@ def show_asset_graph(browser, url: str) -> None:
     browser.get(f"{url}/asset-groups")
     WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: "ingest" in page_text(b))
     ActionChains(browser).key_down(Keys.ALT).send_keys("e").key_up(Keys.ALT).perform()
-    WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: all(name in page_text(b) for name in ASSETS))
+    WebDriverWait(browser, PAGE_TIMEOUT_S).until(lambda b: all(name in page_text(b) for name in SAMPLE_ASSETS))
 
 
 @pytest.mark.long(45)

@@ -5,6 +5,7 @@ from virnucpro_assets.definitions import defs, partitions
 from virnucpro_assets.demo import GENOMES
 from virnucpro_assets.demo.models import build_demo_models
 from virnucpro_assets.demo.reads import write_fasta
+from virnucpro_assets.pipeline import jobs
 from virnucpro_assets.pipeline.gpu import GpuResource
 from virnucpro_assets.pipeline.models import ModelsResource
 from virnucpro_assets.pipeline.partitions import SAMPLES
@@ -65,7 +66,7 @@ def reads_of_shard(reads: list[tuple[str, str]], index: int) -> list[tuple[str, 
     return [read for read, shard in zip(reads, shards) if shard == index]
 
 
-SHARD_ASSETS = ["translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions"]
+SHARD_ASSETS = list(jobs.SHARD_ASSETS)
 
 
 @pytest.fixture(scope="session")

@@ -20,10 +20,10 @@ from virnucpro_assets.pipeline.coordination import (
     release_abandoned_runs,
     this_process,
 )
+from virnucpro_assets.pipeline.jobs import SHARD_ASSETS
 from virnucpro_assets_tests.daemon import BIN, CHECKOUT, Instance, freeze_a_step_holding_its_device, wait_for
 
 FAKE_DEVICES = [Device("fake:0", "cpu"), Device("fake:1", "cpu")]
-SHARD_ASSETS = ("translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings", "merged_features", "predictions")
 # Limits for a failing test on a loaded 2-core machine, not speed targets.
 PIPELINE_TIMEOUT_S = 900
 
