@@ -33,8 +33,12 @@ ProgressCallback = Callable[[int, int, int], None]
 class Tokenized(Protocol):
     token_counts: np.ndarray  # tokens fed to the model per sequence, padding excluded
 
+
+class TokenizedRows(Tokenized, Protocol):
+    """Tokenized input given ahead of time (`pretokenized`), from which chunks are taken."""
+
     def rows(self, rows: np.ndarray) -> Tokenized:
-        """The sequences `rows`, in that order (needed of `pretokenized` input only)."""
+        """The sequences `rows`, in that order."""
 
 
 TokenizedT = TypeVar("TokenizedT", bound=Tokenized)
@@ -65,7 +69,7 @@ def embed_in_batches(
     chunk_size: int | None = None,
     on_progress: ProgressCallback | None = None,
     clock: Callable[[], float] = time.monotonic,
-    pretokenized: Tokenized | None = None,
+    pretokenized: TokenizedRows | None = None,
 ) -> Embeddings:
     """Embed `sequences` in length-sorted batches of at most `token_budget` tokens, padding included
     (None: the model's `batch_token_budget`), tokenized `chunk_size` at a time (None: all at once),
