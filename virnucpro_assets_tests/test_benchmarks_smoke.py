@@ -16,6 +16,7 @@ from benchmarks import (
     embedding_cache,
     esm2_fp8,
     esm2_throughput,
+    ingest,
     io_managers,
     multi_gpu,
     pipeline,
@@ -195,6 +196,13 @@ def test_duplicates(monkeypatch, capsys, tmp_path):
     comparison = lines[-1]
     assert comparison["decisions_differing"] == 0 and comparison["max_score_diff"] <= 1e-6
     assert max(comparison["max_vector_diff"].values()) <= 1e-6
+
+
+def test_ingest(monkeypatch, capsys):
+    split, *keys = run(ingest, monkeypatch, capsys, "--reads", 500, "--shards", 3)
+    assert split["benchmark"] == "ingest" and split["reads"] == 500 and split["reads_per_s"] > 0
+    assert [line["key"] for line in keys] == ["either strand (shard_of_reads)", "as written"]
+    assert all(line["reads"] == 500 and line["us_per_read"] > 0 for line in keys)
 
 
 def test_embedding_cache(monkeypatch, capsys, tmp_path):
