@@ -11,6 +11,8 @@ A run killed part-way is retried by the daemon (`run_retries` in dagster.yaml), 
 
 import dagster as dg
 
+from virnucpro_assets.pipeline.sensors import minimum_interval
+
 # An upstream partition is trusted once its blocking checks passed, or when it runs in the same run
 # (there, a failed blocking check stops the steps after it). Written as "no upstream partition is
 # untrusted" because any_/all_deps_match look at each upstream asset as a whole: for sample_report,
@@ -36,8 +38,13 @@ missing_or_upstream_updated = (
 # later. A step finishing in between looks neither materialized nor running, and eager() alone
 # requests it again (a GPU step run twice, everything after it too). Such a step was in progress at
 # the previous tick, so holding back for one tick whatever just stopped being in progress is enough:
-# by then its materialization is seen and counts as handled.
-just_finished = (~dg.AutomationCondition.in_progress()).newly_true().with_label("stopped being in progress since the last tick")
+# by then its materialization is seen and counts as handled. A partition seen for the first time
+# (a sample's shards, at the tick after its sample_reads) is "newly not in progress" too, but was
+# never running: it was held back a tick for nothing. It is also newly missing, which a finished step
+# never is (missing before and after a first run; before and after, as seen, not missing for a re-run).
+just_finished = ((~dg.AutomationCondition.in_progress()).newly_true() & ~dg.AutomationCondition.newly_missing()).with_label(
+    "stopped being in progress since the last tick"
+)
 
 # Nothing here re-requests a failed partition: a run killed part-way is re-executed from its failed
 # step by the instance's run retries (dagster.yaml), the checks it missed included, and a step that
@@ -61,7 +68,7 @@ def automation_sensor(interval: int) -> dg.AutomationConditionSensorDefinition:
         "virnucpro_automation",
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=interval,
+        minimum_interval_seconds=minimum_interval(interval),
         # One run per partition with its whole chain, rather than a backfill that runs stage by stage.
         emit_backfills=False,
         description="Materializes every asset whose upstream changed (see virnucpro_assets.pipeline.automation).",

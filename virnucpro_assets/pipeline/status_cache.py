@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from virnucpro_assets.pipeline.sensors import minimum_interval
+
 
 def lost_partitions(
     instance: dg.DagsterInstance, partitions_defs: dict[dg.AssetKey, dg.PartitionsDefinition]
@@ -45,7 +47,7 @@ def repair_partition_status(interval: int) -> dg.SensorDefinition:
 
     @dg.sensor(
         name="repair_partition_status",
-        minimum_interval_seconds=interval,
+        minimum_interval_seconds=minimum_interval(interval),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Rebuilds the cached partition status of an asset that lost a materialization under "
