@@ -16,7 +16,7 @@
 | VIRNUCPRO_MIN_TEST_AUROC | 0.9 | the floor of the trained classifier's test-AUROC check |
 | VIRNUCPRO_INBOX | $DAGSTER_HOME/inbox, else ~/.virnucpro/inbox | directory the inbox sensor watches |
 | VIRNUCPRO_INBOX_FOLLOW_LINKS | 0 | 1: the inbox also takes symbolic links to files outside it (by default they are ignored) |
-| VIRNUCPRO_SENSOR_INTERVAL | 5 | seconds between evaluations of the inbox and automation sensors (latency at each automated hand-over) |
+| VIRNUCPRO_SENSOR_INTERVAL | 5 | seconds between evaluations of the inbox and automation sensors (5 at least: Dagster's daemon loop) |
 | VIRNUCPRO_POOL_RECHECK_S | 1 | most seconds between a blocked GPU step's checks for a gpu pool slot (15: Dagster's backoff) |
 | VIRNUCPRO_PRECISION | auto | auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16 |
 | VIRNUCPRO_COMPILE | esm2 | models whose layers are torch.compile'd on a GPU: esm2, dnabert, both comma-separated, or none |
