@@ -34,7 +34,8 @@ def prepare_instance_home(home: Path, postgres_url: str | None = None) -> None:
 
 def init_instance(gpu_slots: int | None = None) -> int:
     """Size the GPU pool of the instance at DAGSTER_HOME: to `gpu_slots` (the GPU workers of every
-    host, for a shared instance), else to this machine's devices."""
+    host, for a shared instance), else to two steps per device of this machine (see
+    virnucpro_assets.pipeline.gpu.STEPS_PER_DEVICE)."""
     import dagster as dg
     from sqlalchemy.exc import OperationalError
 

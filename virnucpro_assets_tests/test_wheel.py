@@ -32,5 +32,5 @@ def test_init_works_from_the_unpacked_wheel(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     imported_from, initialised = done.stdout.splitlines()[:2]
     assert Path(imported_from).is_relative_to(tmp_path / "installed")  # the unpacked wheel, not the checkout
-    assert initialised == f"instance {home} (sqlite): gpu pool limit 2"
+    assert initialised == f"instance {home} (sqlite): gpu pool limit 4"  # two steps per device
     assert (home / "dagster.yaml").read_bytes() == (ROOT / "virnucpro_assets" / "dagster.yaml").read_bytes()

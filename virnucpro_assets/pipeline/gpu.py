@@ -1,9 +1,10 @@
 """GPU steps: a concurrency pool bounds how many run at once; a device lease picks which device.
 
-Dagster's pool "gpu" (limit = device count, see dagster.yaml) makes extra GPU steps wait visibly
-in the UI, across every run however it was started. Inside a step, `GpuResource.lease` takes an OS
-lock on one specific device (virnucpro_assets.gpu.leases), records it in the run's tags and the
-step's metadata, and releases it when the step ends or its process dies. Steps run in their run's
+Dagster's pool "gpu" (limit STEPS_PER_DEVICE x device count on one host, see dagster.yaml) makes
+extra GPU steps wait visibly in the UI, across every run however it was started. Inside a step,
+`GpuResource.lease` takes an OS lock on one specific device (virnucpro_assets.gpu.leases), waiting
+while every device is held, records it in the run's tags and the step's metadata, and releases it
+when the embedding is done or the step's process dies. Steps run in their run's
 process (the in-process executor, see definitions.py), so killing a run kills its step with it.
 With the Celery executor (virnucpro_assets.pipeline.executors) a step runs in a GPU worker pinned to
 one device: the lease is then on that device, and the pool's limit is the GPU workers of all hosts.
@@ -25,6 +26,12 @@ from virnucpro_assets.gpu.leases import lease_device
 from virnucpro_assets.pipeline.coordination import watch_abandoned_runs
 
 GPU_POOL = "gpu"
+# A step holds its pool slot from its start to its end, its device only while it embeds. With one
+# slot per device, the next step could start only once the last had written its output, and then
+# read its own input before taking the device: 2.2 s of idle device per hand-over on an H200
+# (benchmarks/README.md). A second slot per device lets the next step do that while the device
+# works; the lease still lets one step at a time use a device.
+STEPS_PER_DEVICE = 2
 DEVICE_TAG_PREFIX = "virnucpro/device."
 
 
@@ -33,8 +40,9 @@ def default_lease_dir() -> Path:
 
 
 def set_gpu_pool_limit(instance: dg.DagsterInstance, limit: int | None = None) -> int:
-    """Size the instance's GPU pool to `limit`, else to this machine's devices; returns the limit."""
-    limit = len(discover_devices()) if limit is None else limit
+    """Size the instance's GPU pool to `limit`, else to STEPS_PER_DEVICE per device of this
+    machine; returns the limit."""
+    limit = STEPS_PER_DEVICE * len(discover_devices()) if limit is None else limit
     instance.event_log_storage.set_concurrency_slots(GPU_POOL, limit)
     return limit
 

@@ -22,10 +22,10 @@ FAKE_DEVICES = [Device("fake:0", "cpu"), Device("fake:1", "cpu")]
 def test_queued_runs_share_two_devices_one_step_each(tmp_path, demo_models, genomes):
     from virnucpro_assets.demo.reads import cut_reads
 
-    instance = Instance(tmp_path, demo_models, max_concurrent_runs=2, VIRNUCPRO_FAKE_GPUS="2", VIRNUCPRO_SHARDS="4")
+    instance = Instance(tmp_path, demo_models, max_concurrent_runs=3, VIRNUCPRO_FAKE_GPUS="2", VIRNUCPRO_SHARDS="4")
     reads = tmp_path / "coord.fasta"
     write_fasta(cut_reads(genomes, count=2000, lengths=(500,), seed=5), reads)
-    assert "gpu pool limit 2" in instance.cli("virnucpro-assets", "init")
+    assert "gpu pool limit 4" in instance.cli("virnucpro-assets", "init")  # two steps admitted per device
     instance.cli("virnucpro-assets", "add-sample", str(reads))
     instance.cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", "sample_reads", "--partition", "coord")
     # This test launches the shards' runs itself; automation would start them too (from its first tick).
@@ -33,15 +33,16 @@ def test_queued_runs_share_two_devices_one_step_each(tmp_path, demo_models, geno
 
     with instance.daemon(), instance.dagster() as dagster:
         partitions = ",".join(f"coord|{shard}" for shard in SHARDS)
-        # Both devices are held here until two runs' GPU steps wait for one, so that two steps are
-        # sure to share the devices at once on a machine slow to start runs.
+        # Both devices are held here until three runs' GPU steps are admitted by the pool, more than
+        # there are devices (the third waits for a device, not for the pool), and so that two steps
+        # are sure to share the devices at once on a machine slow to start runs.
         with ExitStack() as devices:
             for device in FAKE_DEVICES:
                 devices.enter_context(lease_device([device], instance.home / "gpu-leases", {"holder": "test"}))
             instance.cli(
                 "dagster", "job", "backfill", "-m", "virnucpro_assets", "-j", "shard_pipeline", "--partitions", partitions, "--noprompt"
             )
-            wait_for(lambda: dagster.event_log_storage.get_concurrency_info("gpu").active_slot_count == 2, 300, "two GPU steps waiting")
+            wait_for(lambda: dagster.event_log_storage.get_concurrency_info("gpu").active_slot_count == 3, 300, "three GPU steps waiting")
         runs = wait_for(lambda: finished_runs(dagster, 4), 400, "four shard runs")
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
 

@@ -211,7 +211,7 @@ def test_a_gpu_step_waiting_on_the_pool_frees_the_slot_a_killed_run_kept(tmp_pat
     instance = Instance(tmp_path, demo_models, VIRNUCPRO_FAKE_GPUS="1", VIRNUCPRO_SHARDS="1")
     reads = tmp_path / "p.fasta"
     write_fasta(genome_reads[:20], reads)
-    assert "gpu pool limit 1" in instance.cli("virnucpro-assets", "init")
+    assert "gpu pool limit 1" in instance.cli("virnucpro-assets", "init", "--gpu-slots", "1")
     instance.cli("virnucpro-assets", "add-sample", str(reads))
     for asset, partition in (("sample_reads", "p"), ("translated_proteins", "p|000"), ("dnabert_tokens", "p|000")):
         instance.cli("dagster", "asset", "materialize", "-m", "virnucpro_assets", "--select", asset, "--partition", partition)
