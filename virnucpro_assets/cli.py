@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch_models.add_command(commands)
     init = commands.add_parser("init", help="set up the instance at $DAGSTER_HOME for this machine")
     init.add_argument("--postgres", metavar="URL", help="a shared instance in this PostgreSQL database (postgresql://user:pw@host/db)")
-    init.add_argument("--gpu-slots", type=int, help="GPU steps admitted at once across the deployment (default: two per device of this host)")
+    init.add_argument("--gpu-slots", type=int, help="GPU steps admitted at once across the deployment (default: 2 per device here)")
     worker = commands.add_parser("worker", help="start this host's Celery workers (VIRNUCPRO_EXECUTOR=celery)")
     worker.add_argument("--gpus", default="all", help="all (default), none, or this host's device numbers, e.g. 0,1: one worker each")
     worker.add_argument("--cpu", type=int, default=0, help="also a worker for CPU steps, taking N at once (e.g. the cores)")
