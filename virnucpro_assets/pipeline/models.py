@@ -54,21 +54,24 @@ class ModelsResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """At the start of a run: check the models the run's assets need (virnucpro_assets.preflight),
         so that a missing one fails the run at once, naming it, rather than after its CPU steps; then,
-        on a GPU machine that compiles a model, import the compiler in the background (see
-        virnucpro_assets.models.compilation.start_warm_up)."""
-        import torch
-
+        on a GPU machine, where the run embeds with a compiled model, import the compiler in the
+        background (see virnucpro_assets.models.compilation.start_warm_up). A run that loads no
+        model imports no torch."""
         from virnucpro_assets.preflight import require_models
 
+        compiled = self.compiled_models()
         needed = self.models_needed_by(context.run)
         if needed:
             # The chunk length is the translation resource's; the predictions step checks it.
             require_models(self.dnabert, self.esm2, self.classifier, None, needed)
 
-        if self.compiled_models() and torch.cuda.is_available():
-            from virnucpro_assets.models.compilation import start_warm_up
+        if compiled & set(needed):
+            import torch
 
-            start_warm_up()
+            if torch.cuda.is_available():
+                from virnucpro_assets.models.compilation import start_warm_up
+
+                start_warm_up()
 
     @staticmethod
     def models_needed_by(run: dg.DagsterRun | None) -> tuple[str, ...]:
@@ -113,6 +116,21 @@ class ModelsResource(dg.ConfigurableResource):
         return Path(self.classifier).expanduser()
 
 
+def dnabert_embedder() -> type:
+    """DnabertEmbedder, imported by the GPU step that uses it: the code location itself loads
+    without torch, so that its CPU-only runs (sample_reads, sample_report) do not import it."""
+    from virnucpro_assets.models.dnabert2.embedder import DnabertEmbedder
+
+    return DnabertEmbedder
+
+
+def esm2_embedder() -> type:
+    """Esm2Embedder, imported by the GPU step that uses it (see dnabert_embedder)."""
+    from virnucpro_assets.models.esm2.embedder import Esm2Embedder
+
+    return Esm2Embedder
+
+
 def dnabert_version(source: str) -> str:
     candidates = [Path(source).expanduser()]
     try:
@@ -127,7 +145,7 @@ def dnabert_version(source: str) -> str:
 
 
 def esm2_version(source: str) -> str:
-    from virnucpro_assets.models.esm2 import hub_checkpoint_path
+    from virnucpro_assets.models.esm2.loading import hub_checkpoint_path
 
     candidates = [Path(source).expanduser()]
     if source.startswith("esm2_t") and "/" not in source:

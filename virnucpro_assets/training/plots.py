@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from virnucpro_assets.training.trainer import TrainingResult, confusion_matrix, roc_curve
+from virnucpro_assets.training.metrics import confusion_matrix, roc_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from virnucpro_assets.training.trainer import TrainingResult
 
 
 def _figure(width: float, height: float) -> Figure:

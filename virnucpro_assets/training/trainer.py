@@ -43,6 +43,7 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from virnucpro_assets.training.cuda_graphs import CudaGraphCapture, GraphedSteps
+from virnucpro_assets.training.metrics import Metrics, binary_metrics
 
 # The published classifier's widths (virnucpro_assets.models.classifier.mlp, checked equal by the
 # tests); kept here so that this loop imports torch and numpy only and runs on bare GPU machines.
@@ -106,16 +107,6 @@ class MLP(nn.Module):
             output_weight=cpu(self.output_layer.weight),
             output_bias=cpu(self.output_layer.bias),
         )
-
-
-@dataclass(frozen=True)
-class Metrics:
-    loss: float
-    accuracy: float
-    precision: float
-    recall: float
-    f1: float
-    auroc: float
 
 
 @dataclass(frozen=True)
@@ -306,53 +297,3 @@ def _loader_starts() -> None:
     shuffling DataLoader's RandomSampler then draws its own seed from it too (RandomSampler is
     used as it is, below)."""
     torch.empty((), dtype=torch.int64).random_()
-
-
-def binary_metrics(loss: float, labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray) -> Metrics:
-    """Accuracy, precision, recall, F1 (0 where undefined, as scikit-learn's zero_division
-    default gives after its warning) and AUROC (NaN when the labels hold one class only)."""
-    labels, predictions = np.asarray(labels).astype(bool), np.asarray(predictions).astype(bool)
-    true_positive = int(np.sum(labels & predictions))
-    precision = true_positive / int(predictions.sum()) if predictions.any() else 0.0
-    recall = true_positive / int(labels.sum()) if labels.any() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Metrics(
-        loss=loss,
-        accuracy=float(np.mean(labels == predictions)) if len(labels) else math.nan,
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        auroc=auroc(labels, scores),
-    )
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    labels = np.asarray(labels).astype(bool)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if not positives or not negatives:
-        return math.nan
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = np.asarray(scores)[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
-    ranks[order] = np.repeat(average, counts)
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1)."""
-    labels = np.asarray(labels).astype(bool)
-    order = np.argsort(-np.asarray(scores), kind="mergesort")
-    scores_sorted, hits = np.asarray(scores)[order], labels[order]
-    last_of_ties = np.r_[np.flatnonzero(np.diff(scores_sorted)), len(scores_sorted) - 1]
-    tp, fp = np.cumsum(hits)[last_of_ties], np.cumsum(~hits)[last_of_ties]
-    return np.r_[0, fp / max(fp[-1], 1)], np.r_[0, tp / max(tp[-1], 1)]
-
-
-def confusion_matrix(labels: np.ndarray, scores: np.ndarray) -> list[list[int]]:
-    """[[others called others, others called virus], [virus called others, virus called virus]]
-    at the classifier's own boundary (P(virus) > 0.5 is argmax = virus; a tie is others)."""
-    labels, called = np.asarray(labels).astype(bool), np.asarray(scores) > 0.5
-    return [[int(np.sum(~labels & ~called)), int(np.sum(~labels & called))], [int(np.sum(labels & ~called)), int(np.sum(labels & called))]]

@@ -18,7 +18,7 @@ import torch
 from virnucpro_assets.demo.models import write_tiny_esm2_checkpoint
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
 from virnucpro_assets.models.batching import token_budget_batches
-from virnucpro_assets.models.esm2 import Esm2Embedder
+from virnucpro_assets.models.esm2 import Esm2Embedder, hub_checkpoint_path
 from virnucpro_assets.models.identity import hash_files
 
 LETTERS = "ACDEFGHIKLMNPQRSTVWY" + "XBUZO"
@@ -34,8 +34,7 @@ def no_network(monkeypatch):
 
 @pytest.fixture
 def hub_dir(tmp_path, monkeypatch):
-    # torch.hub.set_dir would outlive the test: afterwards TORCH_HOME would be ignored in this process.
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     return tmp_path / "hub"
 
 
@@ -339,3 +338,15 @@ def test_out_of_memory_splits_the_batch(checkpoint, embedder):
     small_device.model.max_batch = 0
     with pytest.raises(torch.cuda.OutOfMemoryError):
         small_device.embed(proteins[:1])
+
+
+@pytest.mark.parametrize(
+    "environment", [{}, {"XDG_CACHE_HOME": "/cache/xdg"}, {"TORCH_HOME": "~/models/torch"}, {"TORCH_HOME": "/t", "XDG_CACHE_HOME": "/x"}]
+)
+def test_a_model_name_is_looked_up_where_torch_hub_keeps_it(environment, monkeypatch):
+    """hub_checkpoint_path follows torch.hub.get_dir's rule without importing torch."""
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert hub_checkpoint_path("esm2_t6_8M_UR50D") == Path(torch.hub.get_dir()) / "checkpoints" / "esm2_t6_8M_UR50D.pt"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from virnucpro_assets.errors import ConfigurationError
@@ -28,15 +30,29 @@ def test_an_unknown_model_to_compile_is_a_configuration_error():
         ModelsResource(compile="esm2,esm3").compiled_models()
 
 
-@pytest.mark.parametrize(("compile", "gpu", "warmed"), [("esm2", True, True), ("none", True, False), ("esm2", False, False)])
-def test_a_run_on_a_gpu_machine_that_compiles_starts_importing_the_compiler(monkeypatch, compile, gpu, warmed):
+@pytest.mark.parametrize(
+    ("compile", "gpu", "steps", "warmed"),
+    [
+        ("esm2", True, ["esm2_embeddings"], True),
+        ("none", True, ["esm2_embeddings"], False),
+        ("esm2", False, ["esm2_embeddings"], False),
+        ("esm2", True, ["dnabert_embeddings", "predictions"], False),
+        ("esm2", True, ["sample_report"], False),
+    ],
+)
+def test_a_run_on_a_gpu_machine_that_compiles_starts_importing_the_compiler(monkeypatch, compile, gpu, steps, warmed):
+    """Only a run that embeds with a compiled model imports the compiler in the background; a run
+    that loads no model (sample_report) imports no torch for it."""
+    import dagster as dg
     import torch
 
+    from virnucpro_assets import preflight
     from virnucpro_assets.models import compilation
 
     started = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     monkeypatch.setattr(compilation, "start_warm_up", lambda: started.append(True))
-    with ModelsResource(compile=compile).process_config_and_initialize_cm():
-        pass
+    monkeypatch.setattr(preflight, "require_models", lambda *args: None)
+    run = dg.DagsterRun(job_name="shard_pipeline", step_keys_to_execute=steps)
+    ModelsResource(compile=compile).setup_for_execution(SimpleNamespace(run=run))  # what a run's set-up calls
     assert bool(started) == warmed

@@ -13,7 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from virnucpro_assets.training import trainer
-from virnucpro_assets.training.trainer import TrainingConfig, auroc, split_rows, train
+from virnucpro_assets.training.metrics import auroc
+from virnucpro_assets.training.trainer import TrainingConfig, split_rows, train
 
 WIDTH = 24
 

@@ -1,20 +1,24 @@
 """A DNABERT-2 model directory in the Hugging Face layout (config.json, model.safetensors or
 pytorch_model.bin, tokenizer.json): where it comes from, and its weights and tokenizer loaded
-without running any code it carries."""
+without running any code it carries. torch is imported by the two functions that read weights, so
+that the tokenizer and the files can be used without it (the pipeline's CPU-only processes)."""
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import safetensors.torch
 import tokenizers
-import torch
 from safetensors import SafetensorError
 
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
-from virnucpro_assets.models.dnabert2.architecture import DnabertModel
 from virnucpro_assets.models.dnabert2.config import DnabertConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from virnucpro_assets.models.dnabert2.architecture import DnabertModel
 
 DEFAULT_DNABERT_SOURCE = "zhihan1996/DNABERT-S"
 CONFIG_FILE = "config.json"
@@ -74,6 +78,9 @@ def read_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
     """Tensors of a safetensors or PyTorch weight file, with any `bert.` prefix removed and any
     MLM head dropped; safetensors are read straight onto `device`, a .bin onto the CPU. A .bin is
     unpickled with weights_only=True, which refuses arbitrary objects."""
+    import safetensors.torch
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             tensors = safetensors.torch.load_file(path, device=str(device))
@@ -100,8 +107,14 @@ def _name_list(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def load_dnabert_model(directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DnabertModel:
-    """DnabertModel from config.json and the weight file of `directory`, in eval mode on `device`."""
+def load_dnabert_model(directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> DnabertModel:
+    """DnabertModel from config.json and the weight file of `directory`, in eval mode on `device`,
+    in `dtype` (float32 unless given)."""
+    import torch
+
+    from virnucpro_assets.models.dnabert2.architecture import DnabertModel
+
+    dtype = dtype or torch.float32
     config = DnabertConfig.from_json(required_file(directory, CONFIG_FILE))
     weights_path = find_weights_file(directory)
     state = read_checkpoint(weights_path, device)

@@ -2,19 +2,20 @@
 
 loading: a fair-esm model name or checkpoint file read safely into `FastEsm2`. architecture:
 `FastEsm2`, ESM-2's forward pass for embeddings, tested against fair-esm's own module. embedder:
-mean embeddings of proteins, batched.
+mean embeddings of proteins, batched. The names below are imported when first used, so that a
+checkpoint's place can be looked up without importing torch (the pipeline's CPU-only processes).
 """
 
-from virnucpro_assets.models.esm2.architecture import FastEsm2
-from virnucpro_assets.models.esm2.embedder import DEFAULT_TOKEN_BUDGET, Esm2Embedder, default_dtype
-from virnucpro_assets.models.esm2.loading import DEFAULT_MODEL, hub_checkpoint_path, load_fast_esm2
+from virnucpro_assets.models.lazy_exports import lazy_exports
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_TOKEN_BUDGET",
-    "Esm2Embedder",
-    "FastEsm2",
-    "default_dtype",
-    "hub_checkpoint_path",
-    "load_fast_esm2",
-]
+_MODULE_OF = {
+    "DEFAULT_MODEL": "loading",
+    "DEFAULT_TOKEN_BUDGET": "embedder",
+    "Esm2Embedder": "embedder",
+    "FastEsm2": "architecture",
+    "default_dtype": "embedder",
+    "hub_checkpoint_path": "loading",
+    "load_fast_esm2": "loading",
+}
+__all__ = sorted(_MODULE_OF)
+__getattr__ = lazy_exports(__name__, _MODULE_OF)

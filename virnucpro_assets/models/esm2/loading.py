@@ -7,7 +7,8 @@ only one class beyond tensors and plain values: `argparse.Namespace`, which hold
 (`cfg["model"].encoder_layers`, ...). The weights go straight into `FastEsm2` on the device:
 fair-esm's own module, which would first initialise billions of random weights on the CPU, is never
 built. The contact-regression weights fair-esm keeps in a separate `<name>-contact-regression.pt`
-file only serve contact prediction and are never read.
+file only serve contact prediction and are never read. torch and fair-esm are imported by the
+functions that read a checkpoint, so that its place is found without them.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
-
-import esm
-import torch
+from typing import TYPE_CHECKING
 
 from virnucpro_assets.errors import ModelFormatError, ModelNotFoundError
-from virnucpro_assets.models.esm2.architecture import FastEsm2
 from virnucpro_assets.models.identity import ModelIdentity, hash_files
+
+if TYPE_CHECKING:
+    import esm
+    import torch
+
+    from virnucpro_assets.models.esm2.architecture import FastEsm2
 
 DEFAULT_MODEL = "esm2_t36_3B_UR50D"
 # Where fair-esm's hub loader downloads from.
@@ -37,13 +41,21 @@ CHECKPOINT_GLOBALS = [argparse.Namespace]
 
 
 def hub_checkpoint_path(name: str) -> Path:
-    """Where fair-esm's hub loader keeps (and this module looks for) the checkpoint of model `name`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
+    """Where fair-esm's hub loader keeps (and this module looks for) the checkpoint of model `name`:
+    under torch hub's directory, `$TORCH_HOME/hub`, TORCH_HOME defaulting to `$XDG_CACHE_HOME/torch`
+    and that to `~/.cache/torch` (torch.hub.get_dir's rule, tested against it)."""
+    cache = os.environ.get("XDG_CACHE_HOME", "~/.cache")
+    torch_home = Path(os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))).expanduser()
+    return torch_home / "hub" / "checkpoints" / f"{name}.pt"
 
 
 def load_fast_esm2(source: str, device: torch.device, dtype: torch.dtype) -> tuple[FastEsm2, esm.data.Alphabet, ModelIdentity]:
     """The model a fair-esm model name or checkpoint path stands for, on `device` in `dtype`, with
     its alphabet and identity (named after the model name or the file's stem)."""
+    import esm
+
+    from virnucpro_assets.models.esm2.architecture import FastEsm2
+
     path, name = checkpoint_path(source)
     checkpoint = read_checkpoint(path)
     alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
@@ -108,6 +120,8 @@ def _download_from_hub(name: str, destination: Path) -> None:
 
 def read_checkpoint(path: Path) -> dict:
     """The checkpoint's {"model": state dict, "cfg": {"model": Namespace}}, unpickling nothing else."""
+    import torch
+
     try:
         with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
             data = _load_mapped(path)
@@ -133,6 +147,8 @@ def _load_mapped(path: Path) -> object:
     """torch.load with the tensors memory-mapped from the file rather than read into memory first:
     a fresh process loads the 3B checkpoint about 3 s faster (H100 host). Files in PyTorch's legacy
     (pre-zip) format cannot be mapped and are read whole."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as err:

@@ -8,13 +8,12 @@ import dagster as dg
 import pyarrow as pa
 
 from virnucpro_assets.models.distinct import distinct_sequences, embed_distinct
-from virnucpro_assets.models.dnabert2 import DnabertEmbedder, load_dnabert_tokenizer, resolve_dnabert_source
+from virnucpro_assets.models.dnabert2.loading import load_dnabert_tokenizer, resolve_dnabert_source
 from virnucpro_assets.models.dnabert2.tokens import TokenTable
-from virnucpro_assets.models.esm2 import Esm2Embedder
 from virnucpro_assets.pipeline.automation import follows_upstream
 from virnucpro_assets.pipeline.executors import GPU_STEP_TAGS
 from virnucpro_assets.pipeline.gpu import GPU_POOL, GpuResource
-from virnucpro_assets.pipeline.models import ModelsResource, dnabert_version, esm2_version
+from virnucpro_assets.pipeline.models import ModelsResource, dnabert_embedder, dnabert_version, esm2_embedder, esm2_version
 from virnucpro_assets.pipeline.resources import StoreResource
 from virnucpro_assets.settings import Settings
 from virnucpro_assets.storage import EMBEDDING_EXTENSION, EmbeddingTable
@@ -35,7 +34,7 @@ def embedding_asset(
     group_name: str = "embeddings",
 ):
     """A GPU step per partition (sample × shard, or training set × shard) that embeds the `pairs`
-    asset's `column` with `embedder` (a class with `from_source`) loading the model named by the
+    asset's `column` with `embedder()` (a class with `from_source`, imported by the step) loading the model named by the
     ModelsResource field `source`, each distinct sequence of the shard once (every pair gets its
     sequence's vector), with the token ids of the asset `tokens` where one is named (a TokenTable
     of the distinct sequences, made by a CPU step). Its output is written by the IO manager from
@@ -73,7 +72,7 @@ def embedding_asset(
             precision = str(dtype).removeprefix("torch.")
             started = time.perf_counter()
             compiled = source in models.compiled_models() and device.torch_device.startswith("cuda")
-            model = embedder.from_source(getattr(models, source), device=device.torch_device, dtype=dtype, compiled=compiled)
+            model = embedder().from_source(getattr(models, source), device=device.torch_device, dtype=dtype, compiled=compiled)
             loaded = time.perf_counter()
             embed = functools.partial(
                 model.embed,
@@ -239,7 +238,7 @@ def embedding_assets(
             f"{prefix}dnabert_embeddings",
             column="nucleotide",
             source="dnabert",
-            embedder=DnabertEmbedder,
+            embedder=dnabert_embedder,
             code_version=dnabert_version(settings.dnabert_model),
             pairs=pairs,
             tokens=f"{prefix}dnabert_tokens",
@@ -254,7 +253,7 @@ def embedding_assets(
             f"{prefix}esm2_embeddings",
             column="protein",
             source="esm2",
-            embedder=Esm2Embedder,
+            embedder=esm2_embedder,
             code_version=esm2_version(settings.esm2_model),
             pairs=pairs,
             group_name=group_name,

@@ -5,6 +5,7 @@ import base64
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
@@ -12,7 +13,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from virnucpro_assets.errors import ConfigurationError
-from virnucpro_assets.models.classifier.native import write_native
 from virnucpro_assets.models.identity import hash_files
 from virnucpro_assets.pipeline.assets.classify import merged_features_asset
 from virnucpro_assets.pipeline.assets.embeddings import embedding_assets
@@ -26,10 +26,13 @@ from virnucpro_assets.settings import Settings
 from virnucpro_assets.storage import EmbeddingTable
 from virnucpro_assets.training.frames import labelled, training_frames
 from virnucpro_assets.training.genbank import read_genbank
+from virnucpro_assets.training.metrics import confusion_matrix
 from virnucpro_assets.training.plots import confusion_plot, epochs_plot, roc_plot
 from virnucpro_assets.training.registry import TrainingRegistry, parse_training_partition
 from virnucpro_assets.training.sampling import ORIGINAL_BLOCK_SIZE, sample_classes
-from virnucpro_assets.training.trainer import TrainingConfig, confusion_matrix, train
+
+if TYPE_CHECKING:
+    from virnucpro_assets.training.trainer import TrainingConfig
 
 PREFIX = "training_"
 CLASSIFIER_FILE = "classifier.safetensors"
@@ -154,6 +157,8 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
         rows = order[sampled.rows]
         labels = column["label"][sampled.rows].astype(np.int64)
         genomes = np.char.add(np.char.add(column["source"][sampled.rows].astype(str), "/"), column["read_id"][sampled.rows].astype(str))
+        from virnucpro_assets.training.trainer import TrainingConfig, train
+
         recipe = TrainingConfig(
             split=config.split, max_epochs=config.max_epochs, restore_best=config.restore_best, torch_seed=config.torch_seed
         )
@@ -213,7 +218,9 @@ def training_assets(partitions: Partitions, settings: Settings) -> list[dg.Asset
     ], [test_auroc_above_floor]
 
 
-def _classifier_files(result, chunk_length: int, partition: str, sampled, recipe: TrainingConfig) -> dict[str, bytes]:
+def _classifier_files(result, chunk_length: int, partition: str, sampled, recipe: "TrainingConfig") -> dict[str, bytes]:
+    from virnucpro_assets.models.classifier.native import write_native
+
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / CLASSIFIER_FILE
         write_native(
