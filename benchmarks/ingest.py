@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import emit, genome_reads
+from benchmarks.common import best_of, emit, genome_reads
 
 
 def main() -> None:
@@ -50,15 +50,9 @@ def main() -> None:
         "as written": lambda: sequence_hashes(sequences) % np.uint64(args.shards),
     }
     for key, shard in keys.items():
-        seconds = min(timed(shard) for _ in range(3))
+        seconds, _ = best_of(3, shard)
         emit(benchmark="ingest_shard_key", key=key, reads=len(sequences), seconds=round(seconds, 3),
              us_per_read=round(seconds / max(len(sequences), 1) * 1e6, 2))  # fmt: skip
-
-
-def timed(work) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ Prints one JSON line per read length with reads/s of both (best of --repeats run
 from __future__ import annotations
 
 import argparse
-import time
 
 import pyarrow as pa
 
-from benchmarks.common import emit, genome_reads, single_core
+from benchmarks.common import best_of, emit, genome_reads, single_core
 
 
 def main() -> None:
@@ -48,16 +47,6 @@ def main() -> None:
             ratio=round(ours_rate / original_rate, 1),
             identical_on_baseline_reads=same,
         )
-
-
-def best_of(repeats: int, work):
-    """(shortest wall time, result) over `repeats` runs: the least disturbed by other load."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 if __name__ == "__main__":

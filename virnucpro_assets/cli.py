@@ -2,7 +2,7 @@
 
 run READS... [--out DIR]        from reads to results in one command (models checked first)
 fetch-models [--dir DIR]        download the official models, or say which file goes where
-init [--postgres URL]           set up $DAGSTER_HOME (dagster.yaml, GPU pool = devices)
+init [--postgres URL]           set up $DAGSTER_HOME (dagster.yaml, GPU pool = 2 per device)
 worker --gpus all|0,1 [--cpu N] this host's Celery workers: one per GPU, and N CPU slots
 add-sample PATH [--name NAME]   register a reads file as a sample (a dynamic partition)
 materialize SAMPLE              materialize every asset of one sample, in this process

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from virnucpro_assets.errors import InputFormatError
 from virnucpro_assets.sequences.reads import ReadStats, read_batches
+from virnucpro_assets.sequences.translation import COMPLEMENT
 
 READ_SCHEMA = pa.schema([("read_id", pa.large_string()), ("sequence", pa.large_string()), ("file_position", pa.int64())])
 
@@ -30,14 +31,11 @@ def shard_of_reads(sequences: Sequence[str], shards: int) -> np.ndarray:
     return (sequence_hashes([strand_key(sequence) for sequence in sequences]) % np.uint64(shards)).astype(np.int32)
 
 
-_COMPLEMENT = str.maketrans("ACGT", "TGCA")  # the translation's: upper case, other letters unchanged
-
-
 def strand_key(sequence: str) -> str:
     """The read as translation sees it (upper-cased), whichever strand it was read from: the lesser
     of it and its reverse complement."""
     upper = sequence.upper()
-    return min(upper, upper.translate(_COMPLEMENT)[::-1])
+    return min(upper, upper.translate(COMPLEMENT)[::-1])
 
 
 def sequence_hashes(sequences: Sequence[str]) -> np.ndarray:

@@ -38,10 +38,11 @@ def _codon_table() -> np.ndarray:
 
 _AMINO_ACID = _codon_table()
 _STOP = ord("*")
-# Upper-case complement, as the original: A<->T, C<->G, every other letter unchanged.
-_COMPLEMENT = np.arange(256, dtype=np.uint8)
-for _a, _b in (b"AT", b"TA", b"CG", b"GC"):
-    _COMPLEMENT[_a] = _b
+# Upper-case complement, as the original: A<->T, C<->G, every other letter unchanged (for str.translate).
+COMPLEMENT = str.maketrans("ACGT", "TGCA")
+_COMPLEMENT = np.arange(256, dtype=np.uint8)  # the same, as a byte lookup table
+for _letter, _complement in COMPLEMENT.items():
+    _COMPLEMENT[_letter] = _complement
 
 
 def translate_reads(read_ids: list[str] | pa.Array, sequences: list[str] | pa.Array, chunk_length: int) -> pa.Table:
