@@ -87,3 +87,26 @@ class _time_limit:
     @staticmethod
     def _raise(*_):
         raise TimeoutError
+
+
+def test_a_step_that_must_wait_for_a_device_says_so_at_once(tmp_path):
+    """The pool admits two GPU steps per device, so waiting for the lease is a normal state: the
+    waiting step is told when it starts waiting, not only after 30 s."""
+    import threading
+
+    device = Device("fake:0", "cpu")
+    waits, leased = [], threading.Event()
+
+    def second_step():
+        with lease_device([device], tmp_path, {"holder": "second"}, poll_seconds=0.05, on_wait=waits.append):
+            leased.set()
+
+    with lease_device([device], tmp_path, {"holder": "first"}):
+        waiting = threading.Thread(target=second_step)
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not waits and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(waits) == 1 and waits[0] < 5 and not leased.is_set()
+    waiting.join(30)
+    assert leased.is_set()

@@ -38,10 +38,10 @@ def _lock_file(lock_dir: Path, device: Device) -> Path:
 @contextmanager
 def lease_device(devices: list[Device], lock_dir: Path, holder: dict, poll_seconds: float = 0.2, on_wait=None) -> Iterator[Device]:
     """Hold the first free device of `devices` for the duration of the block, waiting while all are
-    busy (`on_wait(seconds_waited)` is called about every 30 s of waiting)."""
+    busy (`on_wait(seconds_waited)` is called when the waiting starts, then about every 30 s)."""
     lock_dir.mkdir(parents=True, exist_ok=True)
     waited_since = time.monotonic()
-    next_report = 30.0
+    next_report = 0.0
     while True:
         for device in devices:
             handle = open(_lock_file(lock_dir, device), "a+")  # noqa: SIM115 (held for the lease, closed on release)

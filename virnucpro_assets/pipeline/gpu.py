@@ -68,7 +68,7 @@ class GpuResource(dg.ConfigurableResource):
         step = context.asset_key.to_user_string()
         holder = {"run_id": context.run.run_id, "asset": step, "partition": context.partition_key}
         directory = Path(self.lease_dir) if self.lease_dir else default_lease_dir()
-        waiting = lambda seconds: context.log.info(f"waiting {seconds:.0f} s for a free device")  # noqa: E731
+        waiting = lambda seconds: context.log.info(f"every device is held by another GPU step: waiting for one ({seconds:.0f} s so far)")  # noqa: E731
         with lease_device(discover_devices(), directory, holder, on_wait=waiting) as device:
             context.log.info(f"{step} [{context.partition_key}] runs on {device.identity} ({device.name})")
             context.instance.add_run_tags(context.run.run_id, {DEVICE_TAG_PREFIX + step: device.identity})
