@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +27,22 @@ def genome_files() -> list[Path]:
 
 def genome_reads(count: int, length: int, seed: int = 0) -> list[tuple[str, str]]:
     return cut_reads(load_genomes(genome_files()), count=count, lengths=(length,), seed=seed)
+
+
+def patient_sqlite() -> None:
+    """Give every sqlite connection this process opens a 30-s busy timeout, the one Dagster's event
+    log uses: its run and schedule storages open theirs with pysqlite's 5 s, which a benchmark
+    reading the instance while the daemon, runs and workers write to it outlasted once in CI (two
+    cores, two such benchmarks at once): "database is locked"."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def wait_for_locks(connection, _record) -> None:
+        if isinstance(connection, sqlite3.Connection):
+            connection.execute("PRAGMA busy_timeout = 30000")
+
+    if not event.contains(Engine, "connect", wait_for_locks):
+        event.listen(Engine, "connect", wait_for_locks)
 
 
 def emit(**record) -> dict:

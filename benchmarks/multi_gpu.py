@@ -49,7 +49,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks import timeline
-from benchmarks.common import emit, genome_files, running_daemon
+from benchmarks.common import emit, genome_files, patient_sqlite, running_daemon
 from benchmarks.pipeline import write_models
 from benchmarks.servers import redis_server, running_workers, wait_for_workers
 from virnucpro_assets.demo.reads import cut_reads, load_genomes, write_fasta
@@ -180,6 +180,7 @@ def run_configuration(root: Path, reads: Path, executor: str, launch: str, devic
         shards = [f"{i:03d}" for i in range(int(os.environ["VIRNUCPRO_SHARDS"]))]
         import dagster as dg
 
+        patient_sqlite()
         with contextlib.ExitStack() as daemon:
             instance = daemon.enter_context(dg.DagsterInstance.from_config(str(home)))
             if launch == "automation":  # as deployed: the daemon runs, its sensors ticking, before a sample arrives

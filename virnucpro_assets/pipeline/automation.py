@@ -38,13 +38,11 @@ missing_or_upstream_updated = (
 # later. A step finishing in between looks neither materialized nor running, and eager() alone
 # requests it again (a GPU step run twice, everything after it too). Such a step was in progress at
 # the previous tick, so holding back for one tick whatever just stopped being in progress is enough:
-# by then its materialization is seen and counts as handled. A partition seen for the first time
-# (a sample's shards, at the tick after its sample_reads) is "newly not in progress" too, but was
-# never running: it was held back a tick for nothing. It is also newly missing, which a finished step
-# never is (missing before and after a first run; before and after, as seen, not missing for a re-run).
-just_finished = ((~dg.AutomationCondition.in_progress()).newly_true() & ~dg.AutomationCondition.newly_missing()).with_label(
-    "stopped being in progress since the last tick"
-)
+# by then its materialization is seen and counts as handled. A sample's new shard partitions are
+# held back a tick as well (seen for the first time, they are "newly not in progress"): one tick of
+# delay, kept because no narrower hold has been shown to close that race (excepting newly missing
+# partitions was tried, and a shard's chain then ran twice in test_distributed.py once in CI).
+just_finished = (~dg.AutomationCondition.in_progress()).newly_true().with_label("stopped being in progress since the last tick")
 
 # Nothing here re-requests a failed partition: a run killed part-way is re-executed from its failed
 # step by the instance's run retries (dagster.yaml), the checks it missed included, and a step that
