@@ -20,6 +20,7 @@ from benchmarks import (
     io_managers,
     multi_gpu,
     pipeline,
+    report,
     tensor_store,
 )
 
@@ -203,6 +204,12 @@ def test_ingest(monkeypatch, capsys):
     assert split["benchmark"] == "ingest" and split["reads"] == 500 and split["reads_per_s"] > 0
     assert [line["key"] for line in keys] == ["either strand (shard_of_reads)", "as written"]
     assert all(line["reads"] == 500 and line["us_per_read"] > 0 for line in keys)
+
+
+def test_report(monkeypatch, capsys):
+    (line,) = run(report, monkeypatch, capsys, "--reads", 2000)
+    assert line["reads"] == 2000 and line["pairs"] > 0 and line["scores_below_1e_4"] > 0
+    assert line["identical"] and line["report_files_s"] > 0 and line["bytes_written"] > 0
 
 
 def test_embedding_cache(monkeypatch, capsys, tmp_path):

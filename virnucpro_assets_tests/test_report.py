@@ -13,6 +13,8 @@ from virnucpro_assets.results.report import (
     NO_FINITE_SCORE,
     NO_STOP_FREE_FRAME,
     PER_READ_COLUMNS,
+    PREDICTION_RESULTS_HEADER,
+    float32_text,
     format_highest_scores,
     format_per_read,
     format_prediction_results,
@@ -337,3 +339,27 @@ def test_the_threshold_is_a_deployment_setting(monkeypatch):
         monkeypatch.setenv("VIRNUCPRO_VIRUS_THRESHOLD", bad)
         with pytest.raises(ConfigurationError, match=f"VIRNUCPRO_VIRUS_THRESHOLD='{bad}': .* a number from 0 to 1"):
             Settings.from_environment()
+
+
+def test_scores_are_written_as_str_of_a_numpy_float32_across_the_whole_range():
+    rng = np.random.default_rng(7)
+    every_kind = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    scores_like = rng.random(200_000, dtype=np.float32)
+    edges = np.array([0.0, -0.0, 1.0, 1e-4, 0.99999994, 5e-8, math.inf, -math.inf, math.nan, 1e6, 1e16, 1.5e-45], np.float32)
+    around_the_switches = np.concatenate(
+        [np.arange(edge.view(np.uint32) - 3, edge.view(np.uint32) + 4, dtype=np.uint32).view(np.float32) for edge in edges[2:6]]
+    )
+    values = np.concatenate([every_kind, scores_like, edges, around_the_switches])
+    assert float32_text(values).to_list() == [str(value) for value in values]
+
+
+def test_prediction_results_are_the_originals_join_of_str():
+    rng = np.random.default_rng(3)
+    score2 = np.concatenate([rng.random(5000, dtype=np.float32), np.float32([0.0, 1.0, 3e-9, math.nan])])
+    scores = np.column_stack([1 - score2, score2]).astype(np.float32)
+    ids = [f"r{i}\"x'_chunk_{i % 3}F{i % 3 + 1}" for i in range(score2.size)]
+    predictions = ["virus" if s >= 0.5 else "others" for s in score2]
+    rows = ["\t".join(PREDICTION_RESULTS_HEADER)] + ["\t".join(map(str, (i, p, *s))) for i, p, s in zip(ids, predictions, scores)]
+    expected = "\n".join(rows) + "\n"
+    assert format_prediction_results(ids, predictions, scores) == expected
+    assert format_prediction_results(pl.Series(ids), pl.Series(predictions), scores) == expected

@@ -19,7 +19,6 @@ without replacing anything, and `report.html` puts it before a person.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 
@@ -45,6 +44,8 @@ PER_READ_COLUMNS = (
     "decision",
     "reason",
 )
+# Ids and labels: a list, or a polars column as the report's asset has them.
+Strings = Sequence[str] | pl.Series
 VIRUS, OTHERS, UNSCORED = "virus", "others", "unscored"
 NO_CODON = "shorter than 3 letters: no codon"
 NO_STOP_FREE_FRAME = "no stop-free frame"
@@ -56,33 +57,45 @@ _VIRUS_COLOUR = "red"
 _OTHERS_COLOUR = "darkblue"
 
 
-def format_prediction_results(ids: Sequence[str], predictions: Sequence[str], scores: np.ndarray) -> str:
-    """The text of prediction_results.txt for pairs in feature order; `scores` is [N, 2] float32."""
+def format_prediction_results(ids: Strings, predictions: Strings, scores: np.ndarray) -> str:
+    """The text of prediction_results.txt for pairs in feature order; `scores` is [N, 2] float32.
+    Fields are written as they are, unquoted, as the original's '\\t'.join does."""
     scores = _checked_scores(scores, len(ids))
     if len(predictions) != len(ids):
         raise ValueError(f"{len(ids)} pair ids but {len(predictions)} predictions")
-    lines = ["\t".join(PREDICTION_RESULTS_HEADER)]
-    for pair_id, prediction, (score1, score2) in zip(ids, predictions, scores):
-        lines.append(f"{pair_id}\t{prediction}\t{score1!s}\t{score2!s}")
-    return "\n".join(lines) + "\n"
+    fields = (_strings(ids), _strings(predictions), float32_text(scores[:, 0]), float32_text(scores[:, 1]))
+    return pl.DataFrame(dict(zip(PREDICTION_RESULTS_HEADER, fields))).write_csv(separator="\t", quote_style="never")
 
 
-def format_highest_scores(ids: Sequence[str], scores: np.ndarray) -> str:
+def float32_text(values: np.ndarray) -> pl.Series:
+    """str() of each numpy float32. Polars writes the same shortest round-trip digits, positionally,
+    for every float32 in [1e-4, 1] (a score's range; checked against str() for each of them) in a
+    fraction of the time; the others (numpy's scientific notation below 1e-4 and from 1e6 on for
+    float32, nan, inf) go through str()."""
+    text = pl.Series(values, dtype=pl.Float32).cast(pl.String)
+    with np.errstate(invalid="ignore"):  # signalling NaNs
+        wide = values.astype(np.float64)
+    others = np.flatnonzero(~((wide >= 1e-4) & (wide <= 1.0)))
+    if others.size:
+        text = text.scatter(others, [str(value) for value in values[others]])
+    return text
+
+
+def format_highest_scores(ids: Strings, scores: np.ndarray) -> str:
     """The text of prediction_results_highestscore.csv (tab-separated): one row per chunk, chunks
-    in sorted order, Is_Virus True when the chunk's largest score2 >= its largest score1."""
+    in sorted order, Is_Virus True when the chunk's largest score2 >= its largest score1. An id
+    holding '"' is quoted and the quote doubled, as pandas' to_csv (the csv module) writes it."""
     scores = _checked_scores(scores, len(ids))
-    pairs = pl.DataFrame({"chunk_id": pl.Series(list(ids), dtype=pl.String).str.head(-2), "score1": scores[:, 0], "score2": scores[:, 1]})
+    pairs = pl.DataFrame({"chunk_id": _strings(ids).str.head(-2), "score1": scores[:, 0], "score2": scores[:, 1]})
     chunks = _chunk_decisions(pairs, ["chunk_id"]).sort("chunk_id")
-    text = io.StringIO()
-    writer = csv.writer(text, delimiter="\t", lineterminator="\n")  # what pandas' to_csv uses
-    writer.writerow(HIGHEST_SCORES_HEADER)
-    writer.writerows(
-        (chunk_id, "True" if is_virus else "False") for chunk_id, is_virus in chunks.select("chunk_id", "is_virus").iter_rows()
+    rows = chunks.select(
+        pl.col("chunk_id").alias(HIGHEST_SCORES_HEADER[0]),
+        pl.when(pl.col("is_virus")).then(pl.lit("True")).otherwise(pl.lit("False")).alias(HIGHEST_SCORES_HEADER[1]),
     )
-    return text.getvalue()
+    return rows.write_csv(separator="\t", quote_style="necessary")
 
 
-def per_read_rollup(read_ids: Sequence[str], chunk_ids: Sequence[str], scores: np.ndarray) -> pl.DataFrame:
+def per_read_rollup(read_ids: Strings, chunk_ids: Strings, scores: np.ndarray) -> pl.DataFrame:
     """Per read with at least one kept frame, in order of first appearance: `kept_frames`,
     `scored_chunks` (chunks with at least one kept frame), `virus_chunks` (of those, the ones the
     highest-score rule judges virus), `virus_chunk_share` (virus_chunks / scored_chunks) and
@@ -92,8 +105,8 @@ def per_read_rollup(read_ids: Sequence[str], chunk_ids: Sequence[str], scores: n
     scores = _checked_scores(scores, len(read_ids))
     pairs = pl.DataFrame(
         {
-            "read_id": pl.Series(list(read_ids), dtype=pl.String),
-            "chunk_id": pl.Series(list(chunk_ids), dtype=pl.String),
+            "read_id": _strings(read_ids),
+            "chunk_id": _strings(chunk_ids),
             "score1": scores[:, 0],
             "score2": scores[:, 1],
         }
@@ -113,10 +126,10 @@ def per_read_rollup(read_ids: Sequence[str], chunk_ids: Sequence[str], scores: n
 
 
 def per_read_table(
-    read_ids: Sequence[str] | pa.Array,
+    read_ids: Strings | pa.Array,
     lengths: np.ndarray,
-    pair_read_ids: Sequence[str],
-    chunk_ids: Sequence[str],
+    pair_read_ids: Strings,
+    chunk_ids: Strings,
     scores: np.ndarray,
     *,
     chunk_length: int,
@@ -199,7 +212,7 @@ def format_per_read(table: pl.DataFrame) -> str:
     return table.write_csv(separator="\t", null_value="")
 
 
-def report_counts(per_read: pl.DataFrame, predictions: Sequence[str]) -> dict[str, int]:
+def report_counts(per_read: pl.DataFrame, predictions: Strings) -> dict[str, int]:
     """The sample's counts, as the report and the materialization show them."""
     decisions = per_read["decision"]
     return {
@@ -213,19 +226,19 @@ def report_counts(per_read: pl.DataFrame, predictions: Sequence[str]) -> dict[st
         "scored_chunks": int(per_read["scored_chunks"].sum()),
         "virus_chunks": int(per_read["virus_chunks"].sum()),
         "pairs": len(predictions),
-        "virus_pairs": sum(prediction == VIRUS for prediction in predictions),
+        "virus_pairs": int((_strings(predictions) == VIRUS).sum()),
     }
 
 
 def report_files(
     *,
     sample: str,
-    read_ids: Sequence[str] | pa.Array,
+    read_ids: Strings | pa.Array,
     lengths: np.ndarray,
-    pair_ids: Sequence[str],
-    predictions: Sequence[str],
-    pair_read_ids: Sequence[str],
-    chunk_ids: Sequence[str],
+    pair_ids: Strings,
+    predictions: Strings,
+    pair_read_ids: Strings,
+    chunk_ids: Strings,
     scores: np.ndarray,
     chunk_length: int,
     threshold: float,
@@ -292,6 +305,10 @@ def plot_read_scores(per_read: pl.DataFrame, threshold: float) -> bytes:
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=100)
     return png.getvalue()
+
+
+def _strings(values: Strings) -> pl.Series:
+    return values.cast(pl.String) if isinstance(values, pl.Series) else pl.Series(list(values), dtype=pl.String)
 
 
 def _checked_scores(scores: np.ndarray, pair_count: int) -> np.ndarray:
