@@ -106,21 +106,31 @@ def matmul_peak_tflops(device: torch.device, size: int = 8192, repeats: int = 20
 
 def top_kernels(work: Callable[[], object], device: torch.device, count: int = 12) -> dict:
     """The kernels of one run of `work` by device time (torch.profiler): [name, ms, share] each, and
-    the wall time of that run against the sum of its kernels' times (what the device idled)."""
+    the wall time of that run against the sum of its kernels' times (what the device idled); on a
+    GPU also the host's operators by their own time (`host_top`), where the device's idle time goes."""
     from torch.profiler import ProfilerActivity, profile
 
-    activities = [ProfilerActivity.CUDA] if device.type == "cuda" else [ProfilerActivity.CPU]
+    activities = [ProfilerActivity.CUDA, ProfilerActivity.CPU] if device.type == "cuda" else [ProfilerActivity.CPU]
     with profile(activities=activities) as profiler:
         wall, _ = seconds(work, device)
+    averages = profiler.key_averages()
     kind = "CUDA" if device.type == "cuda" else "CPU"
-    events = [event for event in profiler.key_averages() if event.device_type.name == kind]
-    busy = sum(event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total for event in events) / 1e6
-    ranked = sorted(events, key=lambda event: -(event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total))
-    rows = []
-    for event in ranked[:count]:
-        spent = (event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total) / 1e6
-        rows.append([event.key[:100], round(spent * 1e3, 2), round(spent / max(busy, 1e-12), 3)])
-    return {"wall_s": round(wall, 3), "kernels_s": round(busy, 3), "top": rows}
+    figures = {"wall_s": round(wall, 3), **_ranked(averages, kind, count)}
+    if device.type == "cuda":
+        host = _ranked(averages, "CPU", count)
+        figures.update(host_s=host["kernels_s"], host_top=host["top"])
+    return figures
+
+
+def _ranked(averages, kind: str, count: int) -> dict:
+    def spent(event) -> float:
+        return (event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total) / 1e6
+
+    events = [event for event in averages if event.device_type.name == kind]
+    busy = sum(map(spent, events))
+    ranked = sorted(events, key=lambda event: -spent(event))[:count]
+    rows = [[event.key[:100], round(spent(event) * 1e3, 2), round(spent(event) / max(busy, 1e-12), 3)] for event in ranked]
+    return {"kernels_s": round(busy, 3), "top": rows}
 
 
 def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
