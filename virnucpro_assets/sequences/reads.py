@@ -10,6 +10,10 @@ registry is exactly the content parsed.
 What is read as what: `U`/`u` (RNA) become `T`/`t`; a UTF-8 byte-order mark at the start is
 skipped; a header's description (after the read id) may be any UTF-8 text, since it is dropped;
 read ids, sequences and qualities must be ASCII.
+
+Plainly well-formed content (the usual reads file) is parsed fast, a block at a time; anything else
+goes through Biopython's parsers a line at a time, which alone decide the edge cases and word the
+errors (see `_parse_plain`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import lzma
 import re
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 
 import zstandard
@@ -54,6 +60,13 @@ _RNA_TO_DNA = str.maketrans("Uu", "Tt")
 _BINARY_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 _SNIFF_BYTES = 64 * 1024
 _DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+# The fast path reads the decompressed content this many bytes at a time, or more for a record
+# longer than that. Blocks that stay in the CPU's caches parse faster: 1M 150-bp FASTQ reads in
+# 1.4 s in 512-KiB blocks, 2.1 s in 16-MiB ones. Tests make it tiny, so that records straddle blocks.
+_BLOCK_BYTES = 512 << 10
+# The bytes of plain text: printable ASCII, tab and newline (no CR, NUL or other control byte).
+_PLAIN_TEXT_BYTES = b"\t\n" + bytes(range(0x20, 0x7F))
+_NUCLEOTIDE_BYTES = "".join(sorted(NUCLEOTIDE_LETTERS)).encode()
 
 
 @dataclass
@@ -109,8 +122,11 @@ def read_batches(
     """
     with _open_reads(path) as opened:
         stats.format, stats.compression = opened.format, opened.compression
-        yield from _parse(path, opened.lines, stats, batch_size)
-        stats.sha256, stats.file_bytes = opened.finish_hash()
+        plain = yield from _parse_plain(opened.content, stats, batch_size)
+        if plain:
+            stats.sha256, stats.file_bytes = opened.finish_hash()
+    if not plain:
+        yield from parse_exactly(path, stats, batch_size, skip=stats.reads)
     if expected_sha256 is not None and stats.sha256 != expected_sha256:
         registered = f" as sample {sample!r}" if sample else ""
         raise InputFormatError(
@@ -118,6 +134,101 @@ def read_batches(
             f"{stats.sha256[:12]}… now, {stats.file_bytes:,} bytes read): add it again as a new sample "
             f"with `virnucpro-assets add-sample {path} --name NEW_NAME`, or put the registered content back"
         )
+
+
+def _parse_plain(content: io.BufferedIOBase, stats: ReadStats, batch_size: int) -> Generator[ReadBatch, None, bool]:
+    """Yield the reads of plainly well-formed content a block at a time; return True at its end, or
+    False at the first block that the checks here do not prove plain, whose reads are not yielded.
+
+    Why the exact path stays: this one is several times faster than Biopython's line-at-a-time
+    parsers, but it only recognizes the plain shape (FASTQ records of 4 lines with a bare '+', FASTA
+    records whose sequence lines hold nucleotide letters only; printable ASCII and LF line ends).
+    Everything else (CRLF, blank lines, '+title' separators, empty records, non-ASCII bytes, bad
+    letters, truncation, decompression errors, ...) is left to `parse_exactly`, so that what is
+    accepted, and every error message, is exactly what the exact path makes of the file."""
+    split = _plain_fastq if stats.format == "fastq" else _plain_fasta
+    carry = ""
+    while True:
+        try:
+            chunk = content.read(max(_BLOCK_BYTES, len(carry)))  # a long record: read it in O(length)
+        except _DECOMPRESSION_ERRORS:
+            return False
+        if chunk.translate(None, _PLAIN_TEXT_BYTES):
+            return False
+        text = carry + chunk.decode("ascii")
+        if not chunk:  # the end: neither trailing blank lines nor a missing last newline change a record
+            text = text.rstrip("\n")
+            if not text:
+                return True
+            text += "\n"
+        records = split(text, at_end=not chunk)
+        if records is None:
+            return False
+        titles, sequences, carry = records
+        if sequences:
+            if "" in sequences or "".join(sequences).encode().translate(None, _NUCLEOTIDE_BYTES):
+                return False
+            # The read id is the title's first word: the title up to its first space or tab.
+            titles = titles.replace("\t", " ")
+            ids = [title.partition(" ")[0] for title in titles.split("\n")] if " " in titles else titles.split("\n")
+            if "" in ids:  # a blank title, or one that starts with a space
+                return False
+            for start in range(0, len(ids), batch_size):
+                batch = ReadBatch(ids[start : start + batch_size], sequences[start : start + batch_size])
+                _count(batch, stats)
+                yield batch
+        if not chunk:
+            return True
+
+
+def _plain_fastq(text: str, at_end: bool) -> tuple[str, list[str], str] | None:
+    """(the titles, newline-joined; the sequences; the text after the last whole record) of `text`
+    cut into 4-line FASTQ records, or None unless every record is plain."""
+    lines = text.split("\n")
+    whole = (len(lines) - 1) // 4 * 4  # the last item is the line after the last newline
+    if at_end and whole != len(lines) - 1:
+        return None
+    carry = "\n".join(lines[whole:])
+    del lines[whole:]
+    headers, sequences, qualities = "\n".join(lines[0::4]), lines[1::4], "".join(lines[3::4])
+    if not sequences:
+        return "", [], carry
+    plain = (
+        headers.startswith("@")
+        and headers.count("\n@") == len(sequences) - 1
+        and lines[2::4].count("+") == len(sequences)
+        and list(map(len, sequences)) == list(map(len, lines[3::4]))
+        # Biopython strips whitespace off the end of a quality line.
+        and " " not in qualities
+        and "\t" not in qualities
+    )
+    return (headers[1:].replace("\n@", "\n"), sequences, carry) if plain else None
+
+
+def _plain_fasta(text: str, at_end: bool) -> tuple[str, list[str], str] | None:
+    """(the titles, newline-joined; the sequences; the text from the last header on, unless
+    `at_end`) of `text` cut into FASTA records, or None unless it starts with a header."""
+    if not text.startswith(">"):
+        return None
+    records = text[1:].split("\n>")
+    carry = "" if at_end else ">" + records.pop()
+    records = list(map(str.partition, records, repeat("\n")))
+    return "\n".join(map(itemgetter(0), records)), [lines.replace("\n", "") for _, _, lines in records], carry
+
+
+def parse_exactly(path: Path, stats: ReadStats, batch_size: int = 100_000, *, skip: int = 0) -> Iterator[ReadBatch]:
+    """The exact path: parse `path` from its start through Biopython's parsers, a line at a time,
+    counting `stats` afresh, and yield its reads after the first `skip` (those that `_parse_plain`
+    yielded before it gave up). With no `skip`, it yields the reads that `read_batches` yields (in
+    other batches), counts the same stats and raises the same errors: the reference for the fast path."""
+    vars(stats).update(vars(ReadStats()))
+    with _open_reads(path) as opened:
+        stats.format, stats.compression = opened.format, opened.compression
+        for batch in _parse(path, opened.lines, stats, batch_size):
+            unseen = stats.reads - skip
+            if unseen > 0:
+                yield ReadBatch(batch.ids[-unseen:], batch.sequences[-unseen:])
+        stats.sha256, stats.file_bytes = opened.finish_hash()
 
 
 def _parse(path: Path, lines: _Lines, stats: ReadStats, batch_size: int) -> Iterator[ReadBatch]:
@@ -168,9 +279,14 @@ def _parse(path: Path, lines: _Lines, stats: ReadStats, batch_size: int) -> Iter
 
 def _check_and_count(path: Path, batch: ReadBatch, last_record_number: int, stats: ReadStats) -> None:
     """Validate a whole batch with one regex scan, read U as T, and count it."""
-    joined = "".join(batch.sequences)
-    if _NOT_NUCLEOTIDE.search(joined) is not None:
+    if _NOT_NUCLEOTIDE.search("".join(batch.sequences)) is not None:
         _raise_bad_letter(path, batch, last_record_number)
+    _count(batch, stats)
+
+
+def _count(batch: ReadBatch, stats: ReadStats) -> None:
+    """Read U as T in a batch of valid reads, and count it."""
+    joined = "".join(batch.sequences)
     rna_bases = joined.count("U") + joined.count("u")
     if rna_bases:
         stats.rna_bases += rna_bases
@@ -178,7 +294,7 @@ def _check_and_count(path: Path, batch: ReadBatch, last_record_number: int, stat
             if "U" in sequence or "u" in sequence:
                 stats.rna_reads += 1
                 batch.sequences[index] = sequence.translate(_RNA_TO_DNA)
-    lengths = [len(s) for s in batch.sequences]
+    lengths = list(map(len, batch.sequences))
     stats.reads += len(lengths)
     stats.bases += len(joined)
     stats.lengths.extend(lengths)
@@ -288,8 +404,10 @@ class _Lines:
 
 
 class _Opened:
-    def __init__(self, lines: _Lines, reads_format: str, compression: str | None, hashed: _HashingReader):
-        self.lines, self.format, self.compression, self._hashed = lines, reads_format, compression, hashed
+    """The decompressed content as bytes (`content`) and as text lines (`lines`): read one of them."""
+
+    def __init__(self, content: io.BufferedReader, lines: _Lines, reads_format: str, compression: str | None, hashed: _HashingReader):
+        self.content, self.lines, self.format, self.compression, self._hashed = content, lines, reads_format, compression, hashed
 
     def finish_hash(self) -> tuple[str, int]:
         """(sha256, size) of every byte of the file, reading whatever the parse left unread."""
@@ -391,13 +509,9 @@ def _open_reads(path: Path) -> Iterator[_Opened]:
         reads_format = "fasta" if head.lstrip()[:1] == b">" else "fastq"
         # ascii with surrogateescape: non-ASCII bytes reach the record checks, which say where they
         # are; newline=None turns CRLF (and lone CR) line ends into plain newlines.
-        text = io.TextIOWrapper(
-            io.BufferedReader(_Prefixed(head, decompressed), 1 << 20),
-            encoding="ascii",
-            errors="surrogateescape",
-            newline=None,
-        )
-        yield _Opened(_Lines(path, text, reads_format == "fasta", compression), reads_format, compression, hashed)
+        content = io.BufferedReader(_Prefixed(head, decompressed), 1 << 20)
+        text = io.TextIOWrapper(content, encoding="ascii", errors="surrogateescape", newline=None)
+        yield _Opened(content, _Lines(path, text, reads_format == "fasta", compression), reads_format, compression, hashed)
 
 
 def _compression_of(first_bytes: bytes) -> str | None:

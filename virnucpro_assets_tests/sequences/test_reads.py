@@ -9,7 +9,8 @@ import pytest
 import zstandard
 
 from virnucpro_assets.errors import InputFormatError
-from virnucpro_assets.sequences.reads import ReadStats, read_batches, sniff_format
+from virnucpro_assets.sequences import reads as reads_module
+from virnucpro_assets.sequences.reads import ReadStats, parse_exactly, read_batches, sniff_format
 from virnucpro_assets.sequences.sharding import sequence_hashes, shard_of_reads, split_reads
 from virnucpro_assets.sequences.translation import translate_reads
 
@@ -223,3 +224,170 @@ def test_duplicate_read_ids_are_refused_naming_their_positions(tmp_path):
     bad.write_text(">a\nACGT\n>b\nGGCC\n>a\nTT\n")
     with pytest.raises(InputFormatError, match=r"read id 'a' occurs 2 times \(reads 1, 3\)"):
         split_reads(bad, 2)
+
+
+# The fast path (whole blocks, for plainly well-formed content) against the exact path (Biopython, a
+# line at a time, which reads everything else): the same reads, stats and errors, byte for byte.
+
+
+def plain_fastq(count, start=0):
+    letters = ["ACGT", "acgtn", "AUGGCU", "RYSWKMBDHVN", "augc" * 40, "G"]
+    return b"".join(
+        b"@r%d%s\n%s\n+\n%s\n"
+        % (i, [b"", b" desc x=1", b"\tdesc"][i % 3], letters[i % 6].encode(), b"@+I!"[i % 4 :][:1] * len(letters[i % 6]))
+        for i in range(start, start + count)
+    )
+
+
+def plain_fasta(count, width=None, start=0):
+    records = []
+    for i in range(start, start + count):
+        sequence = ("ACGTUacgtuRYKMN" * (1 + i % 5))[: 3 + i % 40]
+        wrapped = sequence if width is None else "\n".join(sequence[at : at + width] for at in range(0, len(sequence), width))
+        records.append(f">r{i}{[' desc', '', chr(9) + 'tab desc'][i % 3]}\n{wrapped}\n")
+    return "".join(records).encode()
+
+
+@pytest.fixture
+def exact_calls(monkeypatch):
+    """The `skip` of each fall-back of read_batches to the exact path: how many reads the fast path had yielded."""
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["skip"])
+        return parse_exactly(*args, **kwargs)
+
+    monkeypatch.setattr(reads_module, "parse_exactly", counted)
+    return calls
+
+
+def never_plain(content, stats, batch_size):
+    yield from ()
+    return False
+
+
+def both_paths(path, batch_size=7):
+    """(reads, stats) by read_batches and by the exact path alone."""
+    results = []
+    for parse in (read_batches, parse_exactly):
+        stats = ReadStats()
+        batches = list(parse(path, stats, batch_size))
+        assert all(0 < len(batch.ids) == len(batch.sequences) <= batch_size for batch in batches)
+        results.append(([r for batch in batches for r in zip(batch.ids, batch.sequences)], stats))
+    return results
+
+
+PLAIN_INPUTS = {
+    "fastq": plain_fastq(300),
+    "fastq without a last newline": plain_fastq(300)[:-1],
+    "fastq with trailing blank lines": plain_fastq(300) + b"\n\n",
+    "fastq with a byte-order mark": codecs.BOM_UTF8 + plain_fastq(300),
+    "single-line fasta": plain_fasta(300),
+    "multi-line fasta": plain_fasta(300, width=7),
+    "fasta with blank lines inside records": plain_fasta(300, width=5).replace(b"\n>", b"\n\n>").replace(b"A", b"A\n\n"),
+    "fasta without a last newline": plain_fasta(300, width=11)[:-1],
+}
+
+
+@pytest.mark.parametrize("block_bytes", [1, 13, 4096, 16 << 20])
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("case", PLAIN_INPUTS)
+def test_the_fast_path_reads_plain_files_as_the_exact_path_does(tmp_path, monkeypatch, exact_calls, case, compression, block_bytes):
+    monkeypatch.setattr(reads_module, "_BLOCK_BYTES", block_bytes)
+    path = tmp_path / "reads"
+    path.write_bytes(gzip.compress(PLAIN_INPUTS[case]) if compression else PLAIN_INPUTS[case])
+    (fast, fast_stats), (exact, exact_stats) = both_paths(path)
+    assert exact_calls == []  # all read by the fast path
+    assert fast == exact and len(fast) == 300
+    assert fast_stats == exact_stats and fast_stats.rna_reads > 0 and fast_stats.sha256 == sha256(path)
+
+
+def test_the_fast_path_takes_the_first_word_of_a_header_and_reads_u_as_t(tmp_path, exact_calls):
+    path = tmp_path / "r.fq"
+    path.write_bytes(b"@a desc\nACGU\n+\n@III\n@b\tx y\nnnry\n+\n+II!\n")
+    assert read_all(path)[0] == [("a", "ACGT"), ("b", "nnry")]
+    path.write_bytes(b">a desc\nACGU\nac\n>b\tx y\nnnry\n")
+    assert read_all(path)[0] == [("a", "ACGTac"), ("b", "nnry")]
+    assert exact_calls == []
+
+
+# Valid files that the fast path leaves to the exact path, the odd record well after the first block.
+ODD_BUT_VALID = {
+    "CRLF line ends": (plain_fastq(200), plain_fastq(100, 200).replace(b"\n", b"\r\n")),
+    "a '+title' separator": (plain_fastq(200), b"@r200 d\nACGT\n+r200 d\nIIII\n" + plain_fastq(99, 201)),
+    "a multi-line fastq record": (plain_fastq(200), b"@r200\nAC\nGT\n+\nII\nII\n" + plain_fastq(99, 201)),
+    "an empty record": (plain_fasta(200), b">empty\n" + plain_fasta(100, start=200)),
+    "a UTF-8 description": (plain_fasta(200), ">r200 Zürich\nACGT\n".encode() + plain_fasta(99, start=201)),
+    "a space inside a sequence": (plain_fasta(200), b">r200\nAC GT\n" + plain_fasta(99, start=201)),
+    "an id after a space": (plain_fasta(200), b"> r200\nACGT\n" + plain_fasta(99, start=201)),
+}
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("case", ODD_BUT_VALID)
+def test_the_exact_path_takes_over_valid_files_it_alone_reads_and_nothing_is_lost_or_repeated(
+    tmp_path, monkeypatch, exact_calls, case, compression
+):
+    monkeypatch.setattr(reads_module, "_BLOCK_BYTES", 1000)
+    good, odd = ODD_BUT_VALID[case]
+    path = tmp_path / "reads"
+    path.write_bytes(gzip.compress(good + odd) if compression else good + odd)
+    (fast, fast_stats), (exact, exact_stats) = both_paths(path)
+    assert len(exact_calls) == 1 and exact_calls[0] > 150  # after the reads of many 1000-byte blocks
+    assert fast == exact and [read_id for read_id, _ in fast] == [f"r{i}" for i in range(300)]
+    assert fast_stats == exact_stats and fast_stats.sha256 == sha256(path)
+    tables = split_reads(path, 3)  # with the file positions that it takes from the stats as it goes
+    monkeypatch.setattr(reads_module, "_parse_plain", never_plain)
+    assert split_reads(path, 3) == tables
+
+
+# Bad records well after the first block (and past the 64 KiB that are sniffed): the exact path's
+# message, and the reads before the bad one each yielded once, in file order.
+BAD_AFTER_PLAIN = {
+    "protein letters": (plain_fastq, b"@p\nMKVLAEFIPQ\n+\nIIIIIIIIII\n", "read 'p' (in or before record 3001) looks like a protein"),
+    "a quality of the wrong length": (plain_fastq, b"@q\nACGT\n+\nIII\n", "FASTQ record 3001 (the one after read 'r2999'): Lengths"),
+    "a trailing space on a quality": (plain_fastq, b"@q\nACGT\n+\nIII \n", "FASTQ record 3001 (the one after read 'r2999'): Lengths"),
+    "a truncated fastq record": (plain_fastq, b"@q\nACGT\n", "FASTQ record 3001 (the one after read 'r2999'): End of file"),
+    "a NUL byte": (plain_fasta, b">n\nAC\x00GT\n", "binary data (a NUL byte) at line 6002, in or after record 3000"),
+    "a non-ASCII read id": (plain_fasta, b">r\xc3\xa9\nACGT\n", "record 3001: the read id 'r\xe9' is not ASCII"),
+    "a FASTQ record in FASTA": (plain_fasta, b"@q\nACGT\n+\nIIII\n", "record 3001 (line 6001) is a FASTQ record"),
+    "a header with no read id": (plain_fasta, b">\nACGT\n", "record 3001 has a header with no read id"),
+}
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("case", BAD_AFTER_PLAIN)
+def test_a_bad_record_after_plain_blocks_fails_as_in_the_exact_path(tmp_path, monkeypatch, exact_calls, case, compression):
+    monkeypatch.setattr(reads_module, "_BLOCK_BYTES", 1000)
+    good, bad, expected = BAD_AFTER_PLAIN[case]
+    content = good(3000) + bad
+    path = tmp_path / "reads"
+    path.write_bytes(gzip.compress(content) if compression else content)
+    messages, yielded = [], []
+    for parse in (read_batches, parse_exactly):
+        ids = []
+        with pytest.raises(InputFormatError) as error:
+            for batch in parse(path, ReadStats(), 50):
+                ids.extend(batch.ids)
+        messages.append(str(error.value))
+        yielded.append(ids)
+    assert len(exact_calls) == 1 and exact_calls[0] > 2900
+    assert messages[0] == messages[1] and expected in messages[0] and messages[0].startswith(f"{path}: ")
+    fast_ids, exact_ids = yielded
+    assert fast_ids == [f"r{i}" for i in range(len(fast_ids))] and len(exact_ids) <= len(fast_ids) <= 3000
+
+
+def test_a_truncated_gzip_after_plain_blocks_fails_as_in_the_exact_path(tmp_path, monkeypatch, exact_calls):
+    monkeypatch.setattr(reads_module, "_BLOCK_BYTES", 1000)
+    path = tmp_path / "cut.fq.gz"
+    whole = gzip.compress(plain_fastq(3000))
+    path.write_bytes(whole[: len(whole) // 2])
+    messages = []
+    for parse in (read_batches, parse_exactly):
+        with pytest.raises(InputFormatError) as error:
+            list(parse(path, ReadStats()))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and messages[0].startswith(
+        f"{path}: the gzip stream is truncated (the file was cut short) (after line"
+    )
+    assert len(exact_calls) == 1 and exact_calls[0] > 0
