@@ -16,6 +16,8 @@ from virnucpro_assets.sequences.translation import COMPLEMENT
 
 READ_SCHEMA = pa.schema([("read_id", pa.large_string()), ("sequence", pa.large_string()), ("file_position", pa.int64())])
 
+# Reads between two progress reports: the parser gives them a few thousand at a time.
+PROGRESS_READS = 250_000
 # splitmix64's finalizer: every input bit moves about half of the output bits.
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
@@ -58,9 +60,10 @@ def split_reads(
 
     Raises InputFormatError, and returns nothing, unless the whole file is valid and, given
     `expected_sha256`, has the content it was registered with (hashed in the same pass that reads
-    it). `progress(reads_so_far)` is called after each batch."""
+    it). `progress(reads_so_far)` is called each time another PROGRESS_READS reads have been read."""
     stats = ReadStats()
     parts: list[list[pa.Table]] = [[] for _ in range(shards)]
+    reported = 0
     for batch in read_batches(source, stats, expected_sha256=expected_sha256, sample=sample):
         first = stats.reads - len(batch.ids)
         sequences = pa.array(batch.sequences, pa.large_string())
@@ -72,7 +75,8 @@ def split_reads(
         for index in range(shards):
             start = ends[index - 1] if index else 0
             parts[index].append(by_shard.slice(start, ends[index] - start))
-        if progress is not None:
+        if progress is not None and stats.reads - reported >= PROGRESS_READS:
+            reported = stats.reads
             progress(stats.reads)
     tables = [pa.concat_tables(part).combine_chunks() if part else READ_SCHEMA.empty_table() for part in parts]
     _refuse_duplicate_ids(source, pa.concat_tables(tables))

@@ -391,3 +391,17 @@ def test_a_truncated_gzip_after_plain_blocks_fails_as_in_the_exact_path(tmp_path
         f"{path}: the gzip stream is truncated (the file was cut short) (after line"
     )
     assert len(exact_calls) == 1 and exact_calls[0] > 0
+
+
+def test_splitting_reports_progress_every_so_many_reads_not_every_block(tmp_path, monkeypatch):
+    from virnucpro_assets.sequences import sharding
+
+    monkeypatch.setattr(reads_module, "_BLOCK_BYTES", 1000)
+    monkeypatch.setattr(sharding, "PROGRESS_READS", 500)
+    path = tmp_path / "reads.fasta"
+    path.write_bytes(plain_fasta(2000))
+    batches = len(list(read_batches(path, ReadStats())))
+    reported = []
+    split_reads(path, 3, progress=reported.append)
+    assert batches > 20 and 3 <= len(reported) <= 4 and reported[-1] <= 2000
+    assert all(later - earlier >= 500 for earlier, later in zip([0, *reported], reported))
