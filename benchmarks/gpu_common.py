@@ -114,23 +114,23 @@ def top_kernels(work: Callable[[], object], device: torch.device, count: int = 1
     with profile(activities=activities) as profiler:
         wall, _ = seconds(work, device)
     averages = profiler.key_averages()
-    kind = "CUDA" if device.type == "cuda" else "CPU"
-    figures = {"wall_s": round(wall, 3), **_ranked(averages, kind, count)}
+    busy, top = _ranked(averages, "CUDA" if device.type == "cuda" else "CPU", count)
+    figures = {"wall_s": round(wall, 3), "kernels_s": busy, "top": top}
     if device.type == "cuda":
-        host = _ranked(averages, "CPU", count)
-        figures.update(host_s=host["kernels_s"], host_top=host["top"])
+        figures["host_s"], figures["host_top"] = _ranked(averages, "CPU", count)
     return figures
 
 
-def _ranked(averages, kind: str, count: int) -> dict:
+def _ranked(averages, kind: str, count: int) -> tuple[float, list]:
+    """(total seconds, the top `count` [name, ms, share]) of the profiler's `kind` ("CUDA" or "CPU") events."""
+
     def spent(event) -> float:
         return (event.self_device_time_total if kind == "CUDA" else event.self_cpu_time_total) / 1e6
 
     events = [event for event in averages if event.device_type.name == kind]
     busy = sum(map(spent, events))
     ranked = sorted(events, key=lambda event: -spent(event))[:count]
-    rows = [[event.key[:100], round(spent(event) * 1e3, 2), round(spent(event) / max(busy, 1e-12), 3)] for event in ranked]
-    return {"kernels_s": round(busy, 3), "top": rows}
+    return round(busy, 3), [[event.key[:100], round(spent(event) * 1e3, 2), round(spent(event) / max(busy, 1e-12), 3)] for event in ranked]
 
 
 def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Parse throughput of `sample_reads`: a gzipped FASTQ of 1M 150-bp reads cut from real genomes,
-checked and split into shards exactly as the asset does (`split_reads`), then what the shard key
-costs: `shard_of_reads` (a hash of the read on either strand) against a hash of the read as
-written, on the same reads, best of 3.
+checked and split into shards exactly as the asset does (`split_reads`); the parse alone
+(`read_batches`) in its blocks, in 16-MiB blocks, and through the exact Biopython path alone
+(`parse_exactly`, the parser before the fast one); then what the shard key costs: `shard_of_reads`
+(a hash of the read on either strand) against a hash of the read as written, on the same reads,
+best of 3.
 
     python -m benchmarks.ingest [--reads 1000000] [--shards 8]
 """
@@ -24,6 +26,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=8)
     args = parser.parse_args()
+    from virnucpro_assets.sequences import reads as parser
     from virnucpro_assets.sequences.sharding import sequence_hashes, shard_of_reads, split_reads
 
     reads = genome_reads(args.reads, 150, seed=1)
@@ -43,6 +46,17 @@ def main() -> None:
             seconds=round(elapsed, 2),
             reads_per_s=round(stats.reads / elapsed),
         )
+        block = parser._BLOCK_BYTES
+        parses = [  # (name, the fast path's block size, the parse)
+            (f"fast, {block >> 10}-KiB blocks (read_batches)", block, parser.read_batches),
+            ("fast, 16-MiB blocks", 16 << 20, parser.read_batches),
+            ("exact, Biopython line by line (parse_exactly)", block, parser.parse_exactly),
+        ]
+        for name, block_bytes, parse in parses:
+            parser._BLOCK_BYTES = block_bytes
+            seconds, count = best_of(3, lambda: sum(len(batch.ids) for batch in parse(source, parser.ReadStats())))
+            emit(benchmark="ingest_parse", parser=name, reads=count, seconds=round(seconds, 2))
+        parser._BLOCK_BYTES = block
 
     sequences = [sequence for _, sequence in reads]
     keys = {

@@ -2,10 +2,12 @@
 it (polars columns in), and prediction_results.txt alone against the original's way of writing it
 (`'\\t'.join(map(str, ...))` per pair), on the pairs of reads cut from real genomes, best of 2.
 
-    python -m benchmarks.report [--reads 1000000]
+    python -m benchmarks.report [--reads 1000000] [--check-every 1]
 
 Scores are a softmax of random logits spread wide enough that some fall below 1e-4, where numpy
-writes them in scientific notation.
+writes them in scientific notation. With --check-every K, also every K-th float32 of [1e-4, 1]
+(K = 1: all 112,085,225 of them, about a minute and a half) is written by `float32_text` and by
+numpy's `str()`, and the two compared: the range in which `float32_text` leaves the text to polars.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reads", type=int, default=1_000_000)
     parser.add_argument("--length", type=int, default=150)
+    parser.add_argument("--check-every", type=int, default=0, help="compare every K-th float32 of [1e-4, 1] with str() (0: none)")
     args = parser.parse_args()
-    from virnucpro_assets.results.report import PREDICTION_RESULTS_HEADER, format_prediction_results, report_files
+    from virnucpro_assets.results.report import PREDICTION_RESULTS_HEADER, float32_text, format_prediction_results, report_files
     from virnucpro_assets.sequences.translation import translate_reads
 
     reads = genome_reads(args.reads, args.length, seed=2)
@@ -70,6 +73,21 @@ def main() -> None:
         scores_below_1e_4=int((scores < 1e-4).sum()),
         identical=ours == original and files["prediction_results.txt"] == original.encode(),
     )
+    if args.check_every:
+        compared, differing = compare_with_str(float32_text, args.check_every)
+        emit(benchmark="report_float32_text", every=args.check_every, compared=compared, differing=differing)
+
+
+def compare_with_str(float32_text, every: int, block: int = 4_000_000) -> tuple[int, int]:
+    """(values compared, values written differently): every `every`-th float32 from 1e-4 to 1."""
+    low, high = np.float32(1e-4).view(np.uint32), np.float32(1.0).view(np.uint32)
+    compared = differing = 0
+    for start in range(int(low), int(high) + 1, block * every):
+        values = np.arange(start, min(start + block * every, int(high) + 1), every, dtype=np.uint32).view(np.float32)
+        values = values[values.astype(np.float64) >= 1e-4]
+        differing += sum(ours != theirs for ours, theirs in zip(float32_text(values).to_list(), map(str, values)))
+        compared += values.size
+    return compared, differing
 
 
 if __name__ == "__main__":

@@ -200,16 +200,20 @@ def test_duplicates(monkeypatch, capsys, tmp_path):
 
 
 def test_ingest(monkeypatch, capsys):
-    split, *keys = run(ingest, monkeypatch, capsys, "--reads", 500, "--shards", 3)
+    split, *lines = run(ingest, monkeypatch, capsys, "--reads", 500, "--shards", 3)
     assert split["benchmark"] == "ingest" and split["reads"] == 500 and split["reads_per_s"] > 0
+    parses = [line for line in lines if line["benchmark"] == "ingest_parse"]
+    assert len(parses) == 3 and all(line["reads"] == 500 and line["seconds"] >= 0 for line in parses)
+    keys = [line for line in lines if line["benchmark"] == "ingest_shard_key"]
     assert [line["key"] for line in keys] == ["either strand (shard_of_reads)", "as written"]
     assert all(line["reads"] == 500 and line["us_per_read"] > 0 for line in keys)
 
 
 def test_report(monkeypatch, capsys):
-    (line,) = run(report, monkeypatch, capsys, "--reads", 2000)
+    line, check = run(report, monkeypatch, capsys, "--reads", 2000, "--check-every", 1_000_003)
     assert line["reads"] == 2000 and line["pairs"] > 0 and line["scores_below_1e_4"] > 0
     assert line["identical"] and line["report_files_s"] > 0 and line["bytes_written"] > 0
+    assert check["compared"] > 100 and check["differing"] == 0
 
 
 def test_embedding_cache(monkeypatch, capsys, tmp_path):

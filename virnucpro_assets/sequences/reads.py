@@ -61,8 +61,8 @@ _BINARY_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 _SNIFF_BYTES = 64 * 1024
 _DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
 # The fast path reads the decompressed content this many bytes at a time, or more for a record
-# longer than that. Blocks that stay in the CPU's caches parse faster: 1M 150-bp FASTQ reads in
-# 1.4 s in 512-KiB blocks, 2.1 s in 16-MiB ones. Tests make it tiny, so that records straddle blocks.
+# longer than that. Blocks that stay in the CPU's caches parse faster than 16-MiB ones
+# (benchmarks/ingest.py measures both). Tests make it tiny, so that records straddle blocks.
 _BLOCK_BYTES = 512 << 10
 # The bytes of plain text: printable ASCII, tab and newline (no CR, NUL or other control byte).
 _PLAIN_TEXT_BYTES = b"\t\n" + bytes(range(0x20, 0x7F))
@@ -190,17 +190,18 @@ def _plain_fastq(text: str, at_end: bool) -> tuple[str, list[str], str] | None:
         return None
     carry = "\n".join(lines[whole:])
     del lines[whole:]
-    headers, sequences, qualities = "\n".join(lines[0::4]), lines[1::4], "".join(lines[3::4])
+    headers, sequences, qualities = "\n".join(lines[0::4]), lines[1::4], lines[3::4]
     if not sequences:
         return "", [], carry
+    joined_qualities = "".join(qualities)
     plain = (
         headers.startswith("@")
         and headers.count("\n@") == len(sequences) - 1
         and lines[2::4].count("+") == len(sequences)
-        and list(map(len, sequences)) == list(map(len, lines[3::4]))
+        and list(map(len, sequences)) == list(map(len, qualities))
         # Biopython strips whitespace off the end of a quality line.
-        and " " not in qualities
-        and "\t" not in qualities
+        and " " not in joined_qualities
+        and "\t" not in joined_qualities
     )
     return (headers[1:].replace("\n@", "\n"), sequences, carry) if plain else None
 
