@@ -24,12 +24,9 @@ CPU_QUEUE = "cpu"
 # The node label GPU steps are scheduled on under Kubernetes (NVIDIA's GPU feature discovery sets it).
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 
-# Op tags of every GPU step: its Celery queue, its pod's GPU under Kubernetes, and a priority over
-# the run's CPU steps: where a run executes one step at a time (in-process), a shard's ESM-2 step
-# goes to the device before the DNABERT-S tokenizing, and the device starts sooner on a new sample.
+# Op tags of every GPU step: its Celery queue, and its pod's GPU under Kubernetes.
 GPU_STEP_TAGS = {
     "dagster-celery/queue": GPU_QUEUE,
-    "dagster/priority": "1",
     "dagster-k8s/config": {
         "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}},
         "pod_spec_config": {"node_selector": GPU_NODE_SELECTOR},

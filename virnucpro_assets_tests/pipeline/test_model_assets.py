@@ -125,17 +125,6 @@ def test_embedding_metadata_names_model_device_and_precision(pipeline, genome_re
     assert metadata["tokens"].value > 0 and metadata["dagster/row_count"].value >= 0
 
 
-def test_a_shard_run_gives_the_device_its_esm2_step_before_tokenizing_for_dnabert(pipeline, genome_reads):
-    sample = pipeline.register(genome_reads[:20], "order")
-    pipeline.materialize(["sample_reads"], sample)
-    partition = pipeline.shard_partitions(sample)[0]
-    result = pipeline.materialize(["translated_proteins", "dnabert_tokens", "dnabert_embeddings", "esm2_embeddings"], partition)
-    started = [event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_START]
-    # The run executes one step at a time; the GPU steps' priority puts ESM-2 first once both it and
-    # the DNABERT-S tokenizing are ready.
-    assert started.index("esm2_embeddings") < started.index("dnabert_tokens") < started.index("dnabert_embeddings")
-
-
 def test_a_missing_classifier_is_one_clear_error(pipeline, genome_reads, tmp_path):
     from virnucpro_assets.errors import ModelNotFoundError
     from virnucpro_assets.pipeline.models import ModelsResource
